@@ -1,0 +1,400 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Key codec: order-preserving, self-delimiting key encodings and the partition hash (SPEC §2-3).
+
+``enc(value)`` for a key attribute of type S, N or B is one type tag byte then a body:
+
+* ``S`` -- tag ``0x03``, then the UTF-8 bytes with every 0x00 written as ``00 FF``, then the
+  terminator ``00 01``.
+* ``B`` -- tag ``0x01``, then the bytes escaped the same way, then ``00 01``.
+* ``N`` -- tag ``0x02``, then the number body of ``decnum.pxd``::
+
+      zero      02
+      positive  03 | E+130 | digit pairs
+      negative  01 | 255-(E+130) | 255-(digit pairs)
+
+  for the value d1.d2...dn x 10^E normalized (d1, dn != 0; E in [-130, 125]); digit pair v
+  (0..99) is ``2v+1`` when more follow and ``2v`` for the last one. 1, 1.0 and
+  ``Decimal('1E0')`` share one encoding.
+
+For two values a, b of the same type, ``enc(a) < enc(b)`` bytewise iff a < b in DynamoDB
+order (N numerically, S by UTF-8 bytes, B bytewise), and no encoding is a proper prefix of
+another, so ``enc(a) + x`` orders by a first whatever ``x`` is. (The escape byte 0xFF sorts
+above the terminator's 0x01, so "ab" < "ab\\0" even with a suffix.) Tags are chosen so that
+B < N < S, which only matters for keys of different types and never within a table.
+
+Limits (DynamoDB's): S and B keys must not be empty and their UTF-8 / raw length must not
+exceed ``max_len`` (2048 for partition keys, 1024 for sort keys; the caller passes it); N
+keys have at most 38 significant digits and magnitude 1E-130 .. 9.99..E+125. Violations
+raise ``ValueError`` (``TypeError`` for a value of the wrong Python type: float and bool are
+never numbers) with a message naming the problem.
+
+Storage keys (SPEC §3)::
+
+    hash partitioning:   hash64(enc(pk)) as 8 bytes big-endian | enc(pk) | enc(sk)
+    range partitioning:  enc(pk) | enc(sk)
+
+``enc(sk)`` is absent for tables without a sort key; passing ``sk_value=None`` also gives
+the prefix shared by every item of that partition key, which is what a Query scans.
+
+``hash64(data)`` is XXH64 with seed 0 -- the partition hash. It is part of the on-disk and
+backup format: stable across versions, platforms and byte orders; never change it.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint8_t, uint64_t
+from libc.string cimport memchr, memcpy
+
+from decnum cimport NUM_MAX_BODY, num_decode, num_encode
+
+from decimal import Decimal as _Decimal
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <stddef.h>
+    #include <string.h>
+    #define TK_P1 11400714785074694791ULL
+    #define TK_P2 14029467366897019727ULL
+    #define TK_P3 1609587929392839161ULL
+    #define TK_P4 9650029242287828579ULL
+    #define TK_P5 2870177450012600261ULL
+    static inline uint64_t tk_rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+    static inline uint64_t tk_rd64(const uint8_t *p) {
+        uint64_t v = 0;
+        for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+        return v;
+    }
+    static inline uint32_t tk_rd32(const uint8_t *p) {
+        return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+    }
+    static inline uint64_t tk_round(uint64_t acc, uint64_t input) {
+        acc += input * TK_P2; acc = tk_rotl(acc, 31); acc *= TK_P1; return acc;
+    }
+    static inline uint64_t tk_merge(uint64_t acc, uint64_t val) {
+        val = tk_round(0, val); acc ^= val; acc = acc * TK_P1 + TK_P4; return acc;
+    }
+    /* XXH64 (xxHash specification), seed 0 by our convention; explicit little-endian reads. */
+    static uint64_t tk_xxh64(const uint8_t *p, size_t len, uint64_t seed) {
+        const uint8_t *end = p + len;
+        uint64_t h;
+        if (len >= 32) {
+            const uint8_t *limit = end - 32;
+            uint64_t v1 = seed + TK_P1 + TK_P2, v2 = seed + TK_P2, v3 = seed, v4 = seed - TK_P1;
+            do {
+                v1 = tk_round(v1, tk_rd64(p)); v2 = tk_round(v2, tk_rd64(p + 8));
+                v3 = tk_round(v3, tk_rd64(p + 16)); v4 = tk_round(v4, tk_rd64(p + 24));
+                p += 32;
+            } while (p <= limit);
+            h = tk_rotl(v1, 1) + tk_rotl(v2, 7) + tk_rotl(v3, 12) + tk_rotl(v4, 18);
+            h = tk_merge(h, v1); h = tk_merge(h, v2); h = tk_merge(h, v3); h = tk_merge(h, v4);
+        } else {
+            h = seed + TK_P5;
+        }
+        h += (uint64_t)len;
+        while (p + 8 <= end) { h ^= tk_round(0, tk_rd64(p)); h = tk_rotl(h, 27) * TK_P1 + TK_P4; p += 8; }
+        if (p + 4 <= end) { h ^= (uint64_t)tk_rd32(p) * TK_P1; h = tk_rotl(h, 23) * TK_P2 + TK_P3; p += 4; }
+        while (p < end) { h ^= (uint64_t)(*p) * TK_P5; h = tk_rotl(h, 11) * TK_P1; p++; }
+        h ^= h >> 33; h *= TK_P2; h ^= h >> 29; h *= TK_P3; h ^= h >> 32;
+        return h;
+    }
+    """
+    uint64_t tk_xxh64(const uint8_t *p, size_t len, uint64_t seed) nogil
+
+TAG_B = 0x01
+TAG_N = 0x02
+TAG_S = 0x03
+DEFAULT_MAX_LEN = 2048      # partition key limit in bytes; sort keys: 1024
+SORT_KEY_MAX_LEN = 1024
+
+cdef enum:
+    _TAG_B = 0x01
+    _TAG_N = 0x02
+    _TAG_S = 0x03
+
+cdef object _TYPE_S = "S"
+cdef object _TYPE_N = "N"
+cdef object _TYPE_B = "B"
+
+
+# ------------------------------------------------------------------ escaping
+
+cdef bytes _escape(uint8_t tag, const uint8_t *src, Py_ssize_t n):
+    """tag | src with 00 -> 00 FF | 00 01."""
+    cdef Py_ssize_t zeros = 0, i
+    cdef const uint8_t *z = src
+    cdef const uint8_t *end = src + n
+    cdef uint8_t *out
+    cdef bytes result
+    while z < end:
+        z = <const uint8_t *>memchr(z, 0, end - z)
+        if z == NULL:
+            break
+        zeros += 1
+        z += 1
+    result = PyBytes_FromStringAndSize(NULL, 1 + n + zeros + 2)
+    out = <uint8_t *>PyBytes_AS_STRING(result)
+    out[0] = tag
+    out += 1
+    if zeros == 0:
+        memcpy(out, src, n)
+        out += n
+    else:
+        for i in range(n):
+            out[0] = src[i]
+            out += 1
+            if src[i] == 0:
+                out[0] = 0xFF
+                out += 1
+    out[0] = 0
+    out[1] = 1
+    return result
+
+
+cdef Py_ssize_t _unescape_end(const uint8_t *p, Py_ssize_t n, Py_ssize_t start,
+                              Py_ssize_t *raw_len) except -1:
+    """Find the terminator of an escaped body starting at p[start]; returns the offset after it."""
+    cdef Py_ssize_t i = start, count = 0
+    cdef const uint8_t *z
+    while True:
+        z = <const uint8_t *>memchr(p + i, 0, n - i)
+        if z == NULL:
+            raise ValueError("truncated key: missing terminator")
+        count += (z - (p + i))
+        i = z - p
+        if i + 1 >= n:
+            raise ValueError("truncated key: escape at end of data")
+        if p[i + 1] == 0x01:
+            raw_len[0] = count
+            return i + 2
+        if p[i + 1] != 0xFF:
+            raise ValueError(f"malformed key: byte 0x{p[i + 1]:02x} after 0x00 at offset {i + 1}")
+        count += 1
+        i += 2
+
+
+cdef bytes _unescape(const uint8_t *p, Py_ssize_t start, Py_ssize_t end, Py_ssize_t raw_len):
+    """Raw bytes of the escaped body p[start : end-2]."""
+    cdef bytes result = PyBytes_FromStringAndSize(NULL, raw_len)
+    cdef uint8_t *out = <uint8_t *>PyBytes_AS_STRING(result)
+    cdef Py_ssize_t i = start, stop = end - 2
+    if raw_len == stop - start:
+        memcpy(out, p + start, raw_len)
+        return result
+    while i < stop:
+        out[0] = p[i]
+        out += 1
+        i += 2 if p[i] == 0 else 1
+    return result
+
+
+# ------------------------------------------------------------------ encode / decode
+
+cdef bytes _encode(object value, object key_type, Py_ssize_t max_len):
+    cdef const char *s
+    cdef Py_ssize_t n
+    cdef Py_buffer view
+    cdef uint8_t buf[NUM_MAX_BODY + 1]
+    cdef int blen
+    if key_type == _TYPE_S:
+        if not isinstance(value, str):
+            raise TypeError(f"key of type S must be str, got {type(value).__name__}")
+        s = PyUnicode_AsUTF8AndSize(value, &n)
+        if n == 0:
+            raise ValueError("key of type S must not be empty")
+        if n > max_len:
+            raise ValueError(
+                f"key of type S is {n} bytes in UTF-8; the limit is {max_len} bytes")
+        return _escape(_TAG_S, <const uint8_t *>s, n)
+    if key_type == _TYPE_N:
+        buf[0] = _TAG_N
+        blen = num_encode(buf + 1, value, "key of type N", _Decimal)
+        return PyBytes_FromStringAndSize(<const char *>buf, blen + 1)
+    if key_type == _TYPE_B:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"key of type B must be bytes, bytearray or memoryview, got {type(value).__name__}")
+        PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
+        try:
+            if view.len == 0:
+                raise ValueError("key of type B must not be empty")
+            if view.len > max_len:
+                raise ValueError(f"key of type B is {view.len} bytes; the limit is {max_len} bytes")
+            return _escape(_TAG_B, <const uint8_t *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+    raise ValueError(f"key type must be 'S', 'N' or 'B', got {key_type!r}")
+
+
+cdef object _decode(const uint8_t *p, Py_ssize_t n, Py_ssize_t *pos, int *key_type):
+    cdef Py_ssize_t start = pos[0], end, raw_len = 0
+    cdef size_t upos
+    cdef uint8_t tag
+    if start < 0 or start >= n:
+        raise ValueError(f"no key at offset {start} (data is {n} bytes)")
+    tag = p[start]
+    if tag == _TAG_N:
+        upos = start + 1
+        value = num_decode(p, n, &upos, _Decimal)
+        pos[0] = upos
+        key_type[0] = _TAG_N
+        return value
+    if tag == _TAG_S or tag == _TAG_B:
+        end = _unescape_end(p, n, start + 1, &raw_len)
+        pos[0] = end
+        if tag == _TAG_S:
+            key_type[0] = _TAG_S
+            if raw_len == end - start - 3:
+                return PyUnicode_DecodeUTF8(<const char *>p + start + 1, raw_len, NULL)
+            raw = _unescape(p, start + 1, end, raw_len)
+            return (<bytes>raw).decode("utf-8")
+        key_type[0] = _TAG_B
+        return _unescape(p, start + 1, end, raw_len)
+    raise ValueError(f"unknown key type tag 0x{tag:02x} at offset {start}")
+
+
+def encode_key(value, key_type, *, Py_ssize_t max_len=2048):
+    """Order-preserving, self-delimiting encoding of a key attribute (see module docstring)."""
+    return _encode(value, key_type, max_len)
+
+
+def encode_key_prefix(value, key_type, *, Py_ssize_t max_len=2048):
+    """The bytes every ``encode_key(x)`` with ``x`` starting with ``value`` begins with.
+
+    For S and B only (``begins_with``): the tag and the escaped bytes, without the
+    terminator. An empty ``value`` gives just the tag (every key of that type).
+    """
+    cdef const char *s
+    cdef Py_ssize_t n
+    cdef Py_buffer view
+    cdef bytes enc
+    if key_type == _TYPE_S:
+        if not isinstance(value, str):
+            raise TypeError(f"prefix of type S must be str, got {type(value).__name__}")
+        s = PyUnicode_AsUTF8AndSize(value, &n)
+        if n > max_len:
+            raise ValueError(f"prefix of type S is {n} bytes in UTF-8; the limit is {max_len} bytes")
+        enc = _escape(_TAG_S, <const uint8_t *>s, n)
+    elif key_type == _TYPE_B:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"prefix of type B must be bytes, bytearray or memoryview, got {type(value).__name__}")
+        PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
+        try:
+            if view.len > max_len:
+                raise ValueError(f"prefix of type B is {view.len} bytes; the limit is {max_len} bytes")
+            enc = _escape(_TAG_B, <const uint8_t *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+    elif key_type == _TYPE_N:
+        raise ValueError("key prefixes (begins_with) exist for types S and B only, not N")
+    else:
+        raise ValueError(f"key type must be 'S', 'N' or 'B', got {key_type!r}")
+    return enc[:len(enc) - 2]
+
+
+def decode_key(data, Py_ssize_t offset=0):
+    """Decode one key at ``offset``: ``(value, key_type, next_offset)``."""
+    cdef Py_buffer view
+    cdef Py_ssize_t pos = offset
+    cdef int key_type = 0
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        value = _decode(<const uint8_t *>view.buf, view.len, &pos, &key_type)
+    finally:
+        PyBuffer_Release(&view)
+    return value, (_TYPE_B, _TYPE_N, _TYPE_S)[key_type - 1], pos
+
+
+def hash64(data):
+    """XXH64 of ``data`` with seed 0: the partition hash (stable forever, see module doc)."""
+    cdef Py_buffer view
+    cdef uint64_t h
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        h = tk_xxh64(<const uint8_t *>view.buf, view.len, 0)
+    finally:
+        PyBuffer_Release(&view)
+    return h
+
+
+cdef inline void _put_be64(uint8_t *p, uint64_t v) noexcept:
+    cdef int i
+    for i in range(8):
+        p[7 - i] = <uint8_t>(v >> (8 * i))
+
+
+def hash_prefix_of(pk_value, pk_type):
+    """The 8-byte big-endian ``hash64(enc(pk))`` that leads hashed storage keys."""
+    cdef bytes enc = _encode(pk_value, pk_type, DEFAULT_MAX_LEN)
+    cdef uint8_t out[8]
+    _put_be64(out, tk_xxh64(<const uint8_t *>PyBytes_AS_STRING(enc), len(enc), 0))
+    return PyBytes_FromStringAndSize(<const char *>out, 8)
+
+
+def storage_key(bint hashed, pk_value, pk_type, sk_value=None, sk_type=None):
+    """The storage key of an item (SPEC §3); without ``sk_value`` the partition key's prefix."""
+    cdef bytes pk = _encode(pk_value, pk_type, DEFAULT_MAX_LEN)
+    cdef bytes sk = b""
+    cdef bytes out
+    cdef uint8_t *p
+    cdef Py_ssize_t off = 0
+    if sk_value is not None:
+        if sk_type is None:
+            raise ValueError("a sort key value was given without its sort key type")
+        sk = _encode(sk_value, sk_type, SORT_KEY_MAX_LEN)
+    if not hashed:
+        return pk + sk
+    out = PyBytes_FromStringAndSize(NULL, 8 + len(pk) + len(sk))
+    p = <uint8_t *>PyBytes_AS_STRING(out)
+    _put_be64(p, tk_xxh64(<const uint8_t *>PyBytes_AS_STRING(pk), len(pk), 0))
+    memcpy(p + 8, PyBytes_AS_STRING(pk), len(pk))
+    memcpy(p + 8 + len(pk), PyBytes_AS_STRING(sk), len(sk))
+    return out
+
+
+def split_storage_key(key, bint hashed):
+    """Inverse of :func:`storage_key`: ``(pk_value, sk_value_or_None)``.
+
+    Raises ``ValueError`` if the key is malformed, has trailing bytes, or (hashed) its hash
+    prefix does not match the partition key.
+    """
+    cdef Py_buffer view
+    cdef const uint8_t *p
+    cdef Py_ssize_t pos = 0, pk_start
+    cdef int key_type = 0
+    cdef uint8_t want[8]
+    sk = None
+    PyObject_GetBuffer(key, &view, PyBUF_SIMPLE)
+    try:
+        p = <const uint8_t *>view.buf
+        if hashed:
+            if view.len < 9:
+                raise ValueError(f"storage key of {view.len} bytes is too short for a hashed key")
+            pos = 8
+        pk_start = pos
+        pk = _decode(p, view.len, &pos, &key_type)
+        if hashed:
+            _put_be64(want, tk_xxh64(p + pk_start, pos - pk_start, 0))
+            if memcmp_(want, p, 8) != 0:
+                raise ValueError("storage key hash prefix does not match its partition key")
+        if pos < view.len:
+            sk = _decode(p, view.len, &pos, &key_type)
+            if pos != view.len:
+                raise ValueError(
+                    f"storage key has {view.len - pos} trailing bytes after the sort key")
+    finally:
+        PyBuffer_Release(&view)
+    return pk, sk
+
+
+cdef inline int memcmp_(const uint8_t *a, const uint8_t *b, size_t n) noexcept:
+    cdef size_t i
+    for i in range(n):
+        if a[i] != b[i]:
+            return 1
+    return 0

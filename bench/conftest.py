@@ -1,0 +1,6 @@
+"""Benchmarks import test helpers the same way tests do."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))

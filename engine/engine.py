@@ -1,0 +1,263 @@
+"""The engine: a data directory holding a catalog and the tables' partitions.
+
+Layout::
+
+    <data>/system/                      the catalog (engine.catalog)
+    <data>/tables/<table_id>/<pid>/     one directory per partition (engine.partition)
+
+One :class:`Engine` per data directory per process (LMDB's rule: one environment handle
+per process). It is safe to share between threads. Do not carry it across ``fork()``:
+open it in the child instead.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _keycodec
+from .catalog import Catalog
+from .errors import (
+    ResourceInUseException,
+    TableAlreadyExistsException,
+    TableNotFoundException,
+    ValidationException,
+)
+from .keys import KeySchema, validate_table_name
+from .partition import DEFAULT_MAP_SIZE, Partition
+from .partition_map import PartitionMap, build_map, hash_boundaries
+from .table import Table
+from .wal import DEFAULT_SEGMENT_BYTES, SYNC_POLICIES
+
+MAX_PARTITIONS = 4096
+
+
+class Engine:
+    """Open with :meth:`Engine.open`; close with :meth:`close` (or use ``with``)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        region: str = "local",
+        map_size_bytes: int = DEFAULT_MAP_SIZE,
+        wal_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    ) -> None:
+        self.path = Path(path)
+        self.region = region
+        self.map_size_bytes = map_size_bytes
+        self.wal_segment_bytes = wal_segment_bytes
+        self._lock = threading.RLock()
+        self._tables: dict[str, Table] = {}
+        self._partitions: dict[str, dict[str, Partition]] = {}
+        self._closed = False
+        (self.path / "tables").mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(self.path / "system")
+        self._recover_tables()
+
+    @classmethod
+    def open(cls, path: str | Path, **options: Any) -> Engine:
+        """Open (creating if needed) the engine at ``path``; replays every partition's WAL."""
+        return cls(Path(path), **options)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ recovery
+    def _recover_tables(self) -> None:
+        for record in self.catalog.list_tables():
+            if record["status"] in ("CREATING", "DELETING"):
+                # Never acknowledged (CREATING) or already being dropped: finish the drop.
+                self._drop_files(record)
+                self.catalog.delete_table(record["name"])
+                continue
+            self._open_table(record)
+
+    def _table_dir(self, record: dict) -> Path:
+        return self.path / "tables" / record["table_id"]
+
+    def _open_table(self, record: dict) -> Table:
+        schema = KeySchema.from_json(record["key_schema"], record["partitioning"])
+        pmap = PartitionMap.from_json(record["partition_map"])
+        partitions = {
+            interval.partition_id: Partition(
+                self._table_dir(record) / interval.partition_id,
+                partition_id=interval.partition_id,
+                table_name=record["name"],
+                sync=record["sync"],
+                map_size=self.map_size_bytes,
+                segment_bytes=self.wal_segment_bytes,
+            )
+            for interval in pmap
+        }
+        table = Table(record["name"], schema, pmap, partitions)
+        self._tables[record["name"]] = table
+        self._partitions[record["name"]] = partitions
+        return table
+
+    def _drop_files(self, record: dict) -> None:
+        shutil.rmtree(self._table_dir(record), ignore_errors=True)
+
+    # ------------------------------------------------------------------ tables
+    def create_table(
+        self,
+        name: str,
+        partition_key: tuple[str, str] = ("pk", "S"),
+        sort_key: tuple[str, str] | None = None,
+        partitions: int = 4,
+        partitioning: str = "hash",
+        sync: str = "batch",
+        split_points: Sequence[Any] | None = None,
+    ) -> dict:
+        """Create a table and return its description (status ACTIVE).
+
+        ``partitions`` hash partitions split the 64-bit hash space evenly. Range
+        partitioning splits at ``split_points`` (partition-key values, sorted) or, by
+        default, evenly over the first byte of the encoded partition key.
+        """
+        self._check_open()
+        validate_table_name(name)
+        schema = KeySchema.build(partition_key, sort_key, partitioning)
+        if sync not in SYNC_POLICIES:
+            raise ValidationException(
+                f"sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}"
+            )
+        boundaries = self._initial_boundaries(schema, partitions, split_points)
+        with self._lock:
+            if self.catalog.get_table(name) is not None:
+                raise TableAlreadyExistsException(f"Table already exists: {name}")
+            partition_ids = [f"p{index:04d}" for index in range(len(boundaries))]
+            pmap = build_map(partition_ids, boundaries)
+            record = {
+                "name": name,
+                "table_id": uuid.uuid4().hex,
+                "status": "CREATING",
+                "key_schema": schema.to_json(),
+                "partitioning": partitioning,
+                "partition_map": pmap.to_json(),
+                "next_partition_seq": len(partition_ids),
+                "sync": sync,
+                "created_at": time.time(),
+            }
+            self.catalog.put_table(record)
+            self._open_table(record)
+            record["status"] = "ACTIVE"
+            self.catalog.put_table(record)
+            return self._describe(record)
+
+    @staticmethod
+    def _initial_boundaries(
+        schema: KeySchema, partitions: int, split_points: Sequence[Any] | None
+    ) -> list[bytes]:
+        if not isinstance(partitions, int) or isinstance(partitions, bool) or not (
+            1 <= partitions <= MAX_PARTITIONS
+        ):
+            raise ValidationException(
+                f"partitions must be an integer from 1 to {MAX_PARTITIONS}, got {partitions!r}"
+            )
+        if schema.hashed:
+            if split_points is not None:
+                raise ValidationException("split_points apply to range partitioning only")
+            return hash_boundaries(partitions)
+        if split_points is not None:
+            encoded = [schema.partition_prefix(value) for value in split_points]
+            if encoded != sorted(set(encoded)):
+                raise ValidationException("split_points must be distinct and in ascending order")
+            return [b""] + encoded
+        tag = _keycodec.encode_key({"S": "a", "N": 0, "B": b"a"}[schema.partition_type],
+                                   schema.partition_type)[:1]
+        starts = sorted({index * 256 // partitions for index in range(1, partitions)})
+        if len(starts) != partitions - 1:
+            raise ValidationException(
+                "more than 256 range partitions need explicit split_points"
+            )
+        return [b""] + [tag + bytes([start]) for start in starts]
+
+    def _record(self, name: str) -> dict:
+        record = self.catalog.get_table(name) if isinstance(name, str) else None
+        if record is None:
+            raise TableNotFoundException(f"Table not found: {name}")
+        return record
+
+    def _describe(self, record: dict) -> dict:
+        table = self._tables.get(record["name"])
+        count, size = table.stats() if table is not None else (0, 0)
+        return {
+            "name": record["name"],
+            "table_id": record["table_id"],
+            "status": record["status"],
+            "key_schema": [tuple(pair) for pair in record["key_schema"]],
+            "partitioning": record["partitioning"],
+            "partitions": len(record["partition_map"]),
+            "partition_map": record["partition_map"],
+            "sync": record["sync"],
+            "item_count": count,
+            "size_bytes": size,
+            "created_at": record["created_at"],
+        }
+
+    def describe_table(self, name: str) -> dict:
+        self._check_open()
+        return self._describe(self._record(name))
+
+    def list_tables(self) -> list[str]:
+        self._check_open()
+        return sorted(record["name"] for record in self.catalog.list_tables())
+
+    def table(self, name: str) -> Table:
+        """The :class:`Table` handle for ``name`` (TableNotFoundException if none)."""
+        self._check_open()
+        table = self._tables.get(name)
+        if table is None:
+            raise TableNotFoundException(f"Table not found: {name}")
+        return table
+
+    def delete_table(self, name: str) -> dict:
+        """Drop a table and its files; returns its last description with status DELETING."""
+        self._check_open()
+        with self._lock:
+            record = self._record(name)
+            if record["status"] != "ACTIVE":
+                raise ResourceInUseException(
+                    f"Table {name} is {record['status']}: wait until it is ACTIVE"
+                )
+            self._check_deletable(record)
+            description = self._describe(record)
+            record["status"] = "DELETING"
+            self.catalog.put_table(record)
+            self._tables.pop(name, None)
+            for partition in self._partitions.pop(name, {}).values():
+                partition.close()
+            self._drop_files(record)
+            self.catalog.delete_table(name)
+        description["status"] = "DELETING"
+        return description
+
+    def _check_deletable(self, record: dict) -> None:
+        """Hook for subsystems that must refuse a drop (a backup in progress)."""
+
+    # ------------------------------------------------------------------ lifecycle
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValidationException("the engine is closed")
+
+    def close(self) -> None:
+        """Flush every WAL, sync every environment and close. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for partitions in self._partitions.values():
+                for partition in partitions.values():
+                    partition.close()
+            self._partitions.clear()
+            self._tables.clear()
+            self.catalog.close()

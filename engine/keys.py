@@ -1,0 +1,230 @@
+"""Key schemas: from items and key dicts to storage keys, and back (SPEC §2–3).
+
+Storage key = ``hash64(enc(pk)) ‖ enc(pk) ‖ enc(sk)`` for hash partitioning and
+``enc(pk) ‖ enc(sk)`` for range partitioning; ``enc`` (``engine._keycodec``) is
+order-preserving and self-delimiting, so all items of one partition key are contiguous
+and ordered by sort key as DynamoDB orders them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from . import _keycodec
+from .errors import ValidationException
+from .partition_map import key_successor
+
+KEY_TYPES = ("S", "N", "B")
+PARTITION_KEY_MAX_BYTES = 2048
+SORT_KEY_MAX_BYTES = 1024
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
+
+_PYTHON_TYPE_NAMES = {str: "S", int: "N", Decimal: "N", bytes: "B", bytearray: "B", bool: "BOOL"}
+
+
+def validate_table_name(name: Any) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValidationException(
+            f"invalid table name {name!r}: use 3 to 255 characters of letters, digits, '_', '-' and '.'"
+        )
+    return name
+
+
+def _type_label(value: Any) -> str:
+    return _PYTHON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class KeySchema:
+    """The key attributes of a table and how their values become storage keys."""
+
+    partition_name: str
+    partition_type: str
+    sort_name: str | None = None
+    sort_type: str | None = None
+    hashed: bool = True
+
+    @classmethod
+    def build(cls, partition_key: Any, sort_key: Any, partitioning: str) -> KeySchema:
+        pk_name, pk_type = _check_key_definition(partition_key, "partition_key")
+        sk_name = sk_type = None
+        if sort_key is not None:
+            sk_name, sk_type = _check_key_definition(sort_key, "sort_key")
+            if sk_name == pk_name:
+                raise ValidationException(
+                    f"the partition key and the sort key have the same name {pk_name!r}"
+                )
+        if partitioning not in ("hash", "range"):
+            raise ValidationException(
+                f"partitioning must be 'hash' or 'range', got {partitioning!r}"
+            )
+        return cls(pk_name, pk_type, sk_name, sk_type, partitioning == "hash")
+
+    # ------------------------------------------------------------------ describing
+    @property
+    def names(self) -> tuple[str, ...]:
+        if self.sort_name is None:
+            return (self.partition_name,)
+        return (self.partition_name, self.sort_name)
+
+    def to_json(self) -> list[list[str]]:
+        pairs = [[self.partition_name, self.partition_type]]
+        if self.sort_name is not None:
+            pairs.append([self.sort_name, self.sort_type])
+        return pairs
+
+    @classmethod
+    def from_json(cls, pairs: list, partitioning: str) -> KeySchema:
+        pk = tuple(pairs[0])
+        sk = tuple(pairs[1]) if len(pairs) > 1 else None
+        return cls.build(pk, sk, partitioning)
+
+    # ------------------------------------------------------------------ encoding
+    def _encode_part(self, name: str, key_type: str, value: Any, max_bytes: int) -> None:
+        """Validate one key value (raises ValidationException naming the attribute)."""
+        if value is None:
+            raise ValidationException(
+                f"One or more parameter values were invalid: Missing the key {name} in the item"
+            )
+        expected = {"S": (str,), "N": (int, Decimal), "B": (bytes, bytearray, memoryview)}[key_type]
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ValidationException(
+                f"One or more parameter values were invalid: Type mismatch for key {name} "
+                f"expected: {key_type} actual: {_type_label(value)}"
+            )
+
+    def storage_key(self, pk_value: Any, sk_value: Any = None) -> bytes:
+        """The storage key of one item, validating types, emptiness, size and range."""
+        self._encode_part(self.partition_name, self.partition_type, pk_value, PARTITION_KEY_MAX_BYTES)
+        if self.sort_name is not None:
+            self._encode_part(self.sort_name, self.sort_type, sk_value, SORT_KEY_MAX_BYTES)
+        try:
+            return _keycodec.storage_key(
+                self.hashed, pk_value, self.partition_type, sk_value, self.sort_type
+            )
+        except (ValueError, TypeError, OverflowError) as err:
+            which = self.partition_name
+            if self.sort_name is not None:
+                try:
+                    _keycodec.encode_key(pk_value, self.partition_type)
+                except (ValueError, TypeError, OverflowError):
+                    pass
+                else:
+                    which = self.sort_name
+            raise ValidationException(
+                f"One or more parameter values were invalid: key attribute {which}: {err}"
+            ) from err
+
+    def key_of_item(self, item: dict) -> bytes:
+        if not isinstance(item, dict):
+            raise ValidationException(f"an item must be a dict, got {type(item).__name__}")
+        return self.storage_key(
+            item.get(self.partition_name),
+            item.get(self.sort_name) if self.sort_name is not None else None,
+        )
+
+    def key_of(self, key: dict) -> bytes:
+        """The storage key for a key dict holding exactly the key attributes."""
+        if not isinstance(key, dict):
+            raise ValidationException(f"a key must be a dict, got {type(key).__name__}")
+        if set(key) != set(self.names):
+            raise ValidationException(
+                "The provided key element does not match the schema: expected exactly "
+                f"{', '.join(self.names)}, got {', '.join(sorted(map(str, key))) or 'nothing'}"
+            )
+        return self.key_of_item(key)
+
+    def key_dict(self, storage_key: bytes) -> dict:
+        """The key attributes of a storage key (used for LastEvaluatedKey)."""
+        pk_value, sk_value = _keycodec.split_storage_key(storage_key, self.hashed)
+        result = {self.partition_name: pk_value}
+        if self.sort_name is not None:
+            result[self.sort_name] = sk_value
+        return result
+
+    def key_dict_of_item(self, item: dict) -> dict:
+        return {name: item[name] for name in self.names}
+
+    # ------------------------------------------------------------------ ranges
+    def partition_prefix(self, pk_value: Any) -> bytes:
+        """The storage-key prefix shared by every item with this partition key value."""
+        self._encode_part(self.partition_name, self.partition_type, pk_value, PARTITION_KEY_MAX_BYTES)
+        try:
+            return _keycodec.storage_key(self.hashed, pk_value, self.partition_type, None, None)
+        except (ValueError, TypeError, OverflowError) as err:
+            raise ValidationException(
+                f"One or more parameter values were invalid: key attribute {self.partition_name}: {err}"
+            ) from err
+
+    def _sort_bytes(self, value: Any) -> bytes:
+        self._encode_part(self.sort_name, self.sort_type, value, SORT_KEY_MAX_BYTES)
+        try:
+            return _keycodec.encode_key(value, self.sort_type)
+        except (ValueError, TypeError, OverflowError) as err:
+            raise ValidationException(
+                f"One or more parameter values were invalid: key attribute {self.sort_name}: {err}"
+            ) from err
+
+    def query_range(self, pk_value: Any, condition: tuple | None) -> tuple[bytes, bytes | None]:
+        """The half-open storage-key range ``[lo, hi)`` a query touches."""
+        prefix = self.partition_prefix(pk_value)
+        prefix_end = key_successor(prefix)
+        if condition is None:
+            return prefix, prefix_end
+        if self.sort_name is None:
+            raise ValidationException(
+                "Query key condition not supported: the table has no sort key"
+            )
+        if not isinstance(condition, tuple) or not condition:
+            raise ValidationException(f"invalid sort key condition {condition!r}")
+        op, *operands = condition
+        arity = {"=": 1, "<": 1, "<=": 1, ">": 1, ">=": 1, "between": 2, "begins_with": 1}
+        if op not in arity or len(operands) != arity[op]:
+            raise ValidationException(
+                f"invalid sort key condition {condition!r}: use one of =, <, <=, >, >=, "
+                "('between', lo, hi) or ('begins_with', prefix)"
+            )
+        if op == "begins_with":
+            if self.sort_type == "N":
+                raise ValidationException(
+                    f"begins_with is not supported for sort key {self.sort_name} of type N"
+                )
+            start = prefix + _keycodec.encode_key_prefix(operands[0], self.sort_type)
+            return start, key_successor(start)
+        encoded = [prefix + self._sort_bytes(value) for value in operands]
+        if op == "=":
+            return encoded[0], encoded[0] + b"\x00"
+        if op == "<":
+            return prefix, encoded[0]
+        if op == "<=":
+            return prefix, encoded[0] + b"\x00"
+        if op == ">":
+            return encoded[0] + b"\x00", prefix_end
+        if op == ">=":
+            return encoded[0], prefix_end
+        lo, hi = encoded
+        if lo > hi:
+            raise ValidationException(
+                "Invalid KeyConditionExpression: the BETWEEN bounds are in the wrong order"
+            )
+        return lo, hi + b"\x00"
+
+
+def _check_key_definition(definition: Any, label: str) -> tuple[str, str]:
+    if (
+        not isinstance(definition, (tuple, list))
+        or len(definition) != 2
+        or not isinstance(definition[0], str)
+    ):
+        raise ValidationException(f"{label} must be a (name, type) pair, got {definition!r}")
+    name, key_type = definition
+    if not name or len(name.encode()) > 255:
+        raise ValidationException(f"{label} name must be 1 to 255 bytes, got {name!r}")
+    if key_type not in KEY_TYPES:
+        raise ValidationException(
+            f"{label} {name!r} has type {key_type!r}: key attributes must be S, N or B"
+        )
+    return name, key_type

@@ -1,0 +1,363 @@
+"""One partition: an LMDB environment plus its write-ahead log (SPEC §4–5).
+
+Directory layout::
+
+    <partition dir>/lmdb/data.mdb     the items, and the applied LSN
+    <partition dir>/wal/*.wal         the write-ahead log (engine.wal)
+
+The LMDB environment holds two named databases: ``items`` (storage key → encoded item,
+in key order) and ``meta`` (``applied_lsn`` → 8-byte big-endian LSN). A write is one WAL
+record (a batch of PUT/DELETE operations, applied atomically): under the partition's
+write lock it is staged in an LMDB write transaction, appended to the WAL, then the
+transaction (data and ``applied_lsn`` together) commits. LMDB itself runs without fsync:
+the WAL is what makes a write durable, and opening the partition replays every record
+above ``applied_lsn``. Segments are deleted only after the environment has been synced
+past them and no backup or replica still needs them.
+
+Readers use LMDB snapshots and never wait for writers.
+
+Threads and processes: one :class:`Partition` per environment per process. Do not use an
+open partition (or engine) across ``fork()``: open it again in the child.
+
+The physical copy + catch-up mechanism of SPEC §5 lives here (:meth:`Partition.export_copy`)
+so that backups, replicas, moves and splits all use the same code.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from . import _walframe
+from .errors import CorruptionError, LimitExceededException
+from .wal import DEFAULT_SEGMENT_BYTES, WriteAheadLog
+
+OP_PUT = 1
+OP_DELETE = 2
+
+ITEMS_DB = b"items"
+META_DB = b"meta"
+APPLIED_LSN_KEY = b"applied_lsn"
+DEFAULT_MAP_SIZE = 16 << 30  # 16 GiB of address space; the file grows only as needed
+REPLAY_RECORDS_PER_TXN = 4096
+
+#: An operation in a WAL record: (OP_PUT, key, value) or (OP_DELETE, key, None).
+Op = tuple[int, bytes, "bytes | None"]
+
+
+def open_environment(path: Path, *, map_size: int = DEFAULT_MAP_SIZE, readonly: bool = False):
+    """Open a partition environment (or a copy of one) with the flags every user needs.
+
+    ``sync=False``: LMDB does not fsync on commit — durability comes from the WAL, and
+    the environment is synced explicitly at checkpoints before WAL segments are deleted.
+    """
+    path.mkdir(parents=True, exist_ok=True) if not readonly else None
+    env = lmdb.open(
+        str(path),
+        subdir=True,
+        map_size=map_size,
+        max_dbs=4,
+        max_readers=1024,
+        sync=False,
+        metasync=False,
+        readonly=readonly,
+        lock=not readonly,
+    )
+    if readonly:
+        items = env.open_db(ITEMS_DB, create=False)
+        meta = env.open_db(META_DB, create=False)
+    else:
+        items = env.open_db(ITEMS_DB)
+        meta = env.open_db(META_DB)
+    return env, items, meta
+
+
+def read_applied_lsn(env, meta_db) -> int:
+    with env.begin(db=meta_db) as txn:
+        raw = txn.get(APPLIED_LSN_KEY)
+    return int.from_bytes(raw, "big") if raw else 0
+
+
+def apply_records(
+    env, items_db, meta_db, records: Iterable[tuple[int, bytes]], *, source: str
+) -> int:
+    """Apply WAL records to an environment in batched transactions; returns the last LSN.
+
+    Each transaction stores the LSN of its last record as ``applied_lsn`` together with
+    the data, so a crash mid-way leaves a consistent prefix (SPEC §4).
+    """
+    last_lsn = None
+    iterator = iter(records)
+    while True:
+        chunk = list(itertools.islice(iterator, REPLAY_RECORDS_PER_TXN))
+        if not chunk:
+            return last_lsn if last_lsn is not None else read_applied_lsn(env, meta_db)
+        with env.begin(write=True) as txn:
+            for lsn, payload in chunk:
+                try:
+                    ops = _walframe.decode_ops(payload)
+                except ValueError as err:
+                    raise CorruptionError(
+                        f"WAL record {lsn} does not decode: {err}", partition=source
+                    ) from err
+                _apply_ops(txn, items_db, ops)
+                last_lsn = lsn
+            txn.put(APPLIED_LSN_KEY, last_lsn.to_bytes(8, "big"), db=meta_db)
+
+
+def _apply_ops(txn, items_db, ops: Iterable[Op]) -> None:
+    for opcode, key, value in ops:
+        if opcode == OP_PUT:
+            txn.put(key, value, db=items_db)
+        else:
+            txn.delete(key, db=items_db)
+
+
+class Partition:
+    """An open partition. Thread-safe: writes serialise on a lock, reads use snapshots."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        partition_id: str,
+        table_name: str,
+        sync: str = "batch",
+        map_size: int = DEFAULT_MAP_SIZE,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    ) -> None:
+        self.directory = Path(directory)
+        self.partition_id = partition_id
+        self.table_name = table_name
+        self.name = f"{table_name}/{partition_id}"
+        self.map_size = map_size
+        self._write_lock = threading.Lock()
+        self._holds: dict[int, int] = {}  # hold id -> oldest LSN it still needs
+        self._hold_ids = itertools.count(1)
+        self._closed = False
+        self.env, self.items_db, self.meta_db = open_environment(
+            self.directory / "lmdb", map_size=map_size
+        )
+        self.wal = WriteAheadLog(
+            self.directory / "wal", partition_name=self.name, sync=sync,
+            segment_bytes=segment_bytes,
+        )
+        applied = read_applied_lsn(self.env, self.meta_db)
+        replayed = apply_records(
+            self.env, self.items_db, self.meta_db, self.wal.recover(applied), source=self.name
+        )
+        self.applied_lsn = max(applied, replayed)
+
+    # ------------------------------------------------------------------ writes
+    def write(self, plan: Callable[[Callable[[bytes], bytes | None]], tuple[list[Op], Any]]) -> Any:
+        """Run ``plan`` under the write lock and commit the operations it returns.
+
+        ``plan(get)`` reads current values with ``get(storage_key)`` (seeing this
+        partition's latest committed state) and returns ``(ops, result)``; it may raise
+        to refuse the write (a failed condition), in which case nothing is written. The
+        operations form one WAL record: all of them or none survive a crash.
+        """
+        with self._write_lock:
+            self._check_open()
+            txn = self.env.begin(write=True, db=self.items_db)
+            try:
+                ops, result = plan(txn.get)
+                if not ops:
+                    txn.abort()
+                    return result
+                ops.sort(key=_op_key)  # sorted puts touch LMDB pages in order
+                _apply_ops(txn, self.items_db, ops)
+                lsn = self.wal.last_lsn + 1
+                txn.put(APPLIED_LSN_KEY, lsn.to_bytes(8, "big"), db=self.meta_db)
+                rollovers = self.wal.rollovers
+                self.wal.append(_walframe.encode_ops(ops))
+                txn.commit()
+            except lmdb.MapFullError as err:
+                txn.abort()
+                raise LimitExceededException(
+                    f"partition {self.name} is full (map size {self.map_size >> 20} MiB): "
+                    "reopen the engine with a larger map_size_bytes or split the partition"
+                ) from err
+            except BaseException:
+                txn.abort()
+                raise
+            self.applied_lsn = lsn
+        self.wal.wait_durable(lsn)
+        if self.wal.rollovers != rollovers:
+            self.checkpoint()
+        return result
+
+    def checkpoint(self) -> int:
+        """Sync LMDB to disk, then drop WAL segments nobody needs. Returns segments removed."""
+        with self._write_lock:
+            if self._closed:
+                return 0
+            self.env.sync(True)
+            floor = min([self.applied_lsn, *self._holds.values()])
+            return self.wal.remove_segments_through(floor)
+
+    # ------------------------------------------------------------------ WAL holds
+    def hold_wal(self, from_lsn: int) -> int:
+        """Keep WAL records above ``from_lsn`` until :meth:`release_wal`; returns a hold id."""
+        with self._write_lock:
+            hold_id = next(self._hold_ids)
+            self._holds[hold_id] = from_lsn
+            return hold_id
+
+    def release_wal(self, hold_id: int) -> None:
+        with self._write_lock:
+            self._holds.pop(hold_id, None)
+
+    # ------------------------------------------------------------------ reads
+    def get(self, key: bytes) -> bytes | None:
+        with self.env.begin(db=self.items_db) as txn:
+            return txn.get(key)
+
+    def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
+        with self.env.begin(db=self.items_db) as txn:
+            return [txn.get(key) for key in keys]
+
+    @contextmanager
+    def reader(self):
+        """A read snapshot (LMDB read transaction) on the items database."""
+        txn = self.env.begin(db=self.items_db, buffers=False)
+        try:
+            yield txn
+        finally:
+            txn.abort()
+
+    def snapshot(self) -> tuple[Any, int]:
+        """A pinned read transaction and the LSN it reflects exactly (taken under the lock).
+
+        The caller must ``abort()`` the transaction when done: LMDB cannot reuse pages
+        while it is open.
+        """
+        with self._write_lock:
+            self._check_open()
+            return self.env.begin(), self.applied_lsn
+
+    def iter_range(
+        self,
+        lo: bytes,
+        hi: bytes | None,
+        *,
+        reverse: bool = False,
+        txn=None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (key, value) with ``lo <= key < hi`` in key order (or reversed)."""
+        own = txn is None
+        if own:
+            txn = self.env.begin(db=self.items_db)
+        try:
+            cursor = txn.cursor(db=self.items_db)
+            if not reverse:
+                if not cursor.set_range(lo):
+                    return
+                if hi is None:
+                    yield from cursor.iternext()
+                else:
+                    for key, value in cursor.iternext():
+                        if key >= hi:
+                            return
+                        yield key, value
+            else:
+                if hi is None:
+                    positioned = cursor.last()
+                elif cursor.set_range(hi):
+                    positioned = cursor.prev()
+                else:
+                    positioned = cursor.last()
+                if not positioned:
+                    return
+                for key, value in cursor.iterprev():
+                    if key < lo:
+                        return
+                    yield key, value
+        finally:
+            if own:
+                txn.abort()
+
+    def stats(self) -> tuple[int, int]:
+        """(item count, bytes of LMDB pages in use)."""
+        with self.env.begin() as txn:
+            stat = txn.stat(self.items_db)
+        pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        return stat["entries"], pages * stat["psize"]
+
+    # ------------------------------------------------------------------ physical copy
+    def export_copy(
+        self,
+        dest: Path,
+        *,
+        target_lsn: int | None = None,
+        snapshot=None,
+    ) -> int:
+        """Physical copy + WAL catch-up (SPEC §5). Returns the LSN the copy reflects.
+
+        1. ``mdb_env_copy2`` with compaction into ``dest`` (a new directory) while writes
+           continue — from ``snapshot`` (a transaction from :meth:`snapshot`) if given,
+           else from the current state; the copy is exactly at its ``applied_lsn = L0``;
+        2. open the copy and apply WAL records ``(L0, target_lsn]``;
+        3. the copy now holds every write with LSN ≤ target and nothing after it.
+        ``target_lsn=None`` catches up to the newest record written when the copy ends.
+        """
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=False)
+        hold = self.hold_wal(0)  # keep every segment until the catch-up has read it
+        try:
+            self.env.copy(str(dest), compact=True, txn=snapshot)
+            env, items_db, meta_db = open_environment(dest, map_size=self.map_size)
+            try:
+                copied_lsn = read_applied_lsn(env, meta_db)
+                target = self.wal.last_lsn if target_lsn is None else target_lsn
+                if copied_lsn > target:
+                    raise CorruptionError(
+                        f"copy is at LSN {copied_lsn}, past the target LSN {target}: "
+                        "take the copy from a snapshot at or before the target",
+                        partition=self.name, path=str(dest),
+                    )
+                reached = apply_records(
+                    env, items_db, meta_db,
+                    self.wal.read_records(copied_lsn, target), source=self.name,
+                )
+                env.sync(True)
+            finally:
+                env.close()
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        finally:
+            self.release_wal(hold)
+        for leftover in ("lock.mdb",):
+            lock_path = dest / leftover
+            if lock_path.exists():
+                os.unlink(lock_path)
+        return max(reached, copied_lsn)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CorruptionError("partition is closed", partition=self.name)
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.env.sync(True)
+            floor = min([self.applied_lsn, *self._holds.values()])
+            self.wal.close()
+            self.wal.remove_segments_through(floor)
+            self.env.close()
+
+
+def _op_key(op: Op) -> bytes:
+    return op[1]

@@ -1,0 +1,265 @@
+"""The ASGI application: DynamoDB's JSON protocol over an embedded engine.
+
+A bare ASGI callable (no framework: a request is one POST to ``/`` and the work is the
+engine's). For each request the event loop only reads the body — refused past
+``max_body_bytes`` before any parsing — and writes the answer; signature check, JSON
+decoding, the engine call and JSON encoding run on a worker thread from a bounded pool
+(``max_workers``), since the engine blocks.
+
+Errors are answered as DynamoDB does: HTTP 400 (client) or 500 (server) with
+``{"__type": "com.amazonaws.dynamodb.v20120810#<Code>", "message": "..."}``. Responses carry
+``x-amzn-RequestId`` and ``x-amz-crc32`` (botocore checks the latter for DynamoDB).
+``GET /`` answers ``healthy: dynamodb.<region>.amazonaws.com`` like the real endpoint, for
+load-balancer probes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+import zlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from engine.errors import TesseraError, ValidationException
+from engine.server.operations import OPERATIONS, ServerContext, error_code
+from engine.server.sigv4 import SigV4Verifier
+
+__all__ = ["DynamoDBApp", "create_app", "DEFAULT_MAX_BODY_BYTES"]
+
+log = logging.getLogger("engine.server")
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # 16 MiB, DynamoDB's request size limit
+TARGET_PREFIX = "DynamoDB_20120810."
+ERROR_TYPE_PREFIX = "com.amazonaws.dynamodb.v20120810#"
+CONTENT_TYPE = b"application/x-amz-json-1.0"
+
+
+class _ProtocolError(TesseraError):
+    """A request the protocol layer refuses (bad JSON, unknown operation, too big)."""
+
+    def __init__(self, code: str, message: str, http_status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+def _dumps(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+class DynamoDBApp:
+    """ASGI app serving DynamoDB operations from ``engine``.
+
+    ``credentials`` maps access key id -> secret; ``None`` turns signature checks off
+    (for embedding in a process that authenticates by other means — never the default
+    of :func:`engine.server.main.serve`).
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        credentials: Mapping[str, str] | None,
+        region: str = "us-east-1",
+        account_id: str = "000000000000",
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_workers: int = 16,
+        default_partitions: int = 4,
+        on_shutdown: Callable[[], None] | None = None,
+    ) -> None:
+        self.context = ServerContext(
+            engine=engine,
+            region=region,
+            account_id=account_id,
+            default_partitions=default_partitions,
+        )
+        self.verifier = SigV4Verifier(credentials) if credentials is not None else None
+        self.max_body_bytes = max_body_bytes
+        self.max_workers = max_workers
+        self.on_shutdown = on_shutdown
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._health = f"healthy: dynamodb.{region}.amazonaws.com ".encode()
+
+    # --- ASGI ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Callable, send: Callable) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    if self.on_shutdown is not None:
+                        await anyio.to_thread.run_sync(self.on_shutdown)
+                except Exception as err:  # report, then let the server finish stopping
+                    await send({"type": "lifespan.shutdown.failed", "message": repr(err)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict, receive: Callable, send: Callable) -> None:
+        method = scope["method"]
+        if method == "GET" and scope["path"] == "/":
+            await self._send(send, 200, self._health, b"text/plain", str(uuid.uuid4()))
+            return
+        request_id = str(uuid.uuid4())
+        if method != "POST":
+            error = _ProtocolError(
+                "UnknownOperationException", f"Method {method} is not supported; use POST /", 400
+            )
+            await self._send_error(send, error, request_id)
+            return
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
+        ]
+        body = await self._read_body(receive, headers)
+        if isinstance(body, TesseraError):
+            await self._send_error(send, body, request_id)
+            return
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_workers)
+        status, payload = await anyio.to_thread.run_sync(
+            self.handle,
+            method,
+            scope.get("raw_path") or scope["path"].encode(),
+            scope.get("query_string", b""),
+            headers,
+            body,
+            request_id,
+            limiter=self._limiter,
+        )
+        await self._send(send, status, payload, CONTENT_TYPE, request_id)
+
+    async def _read_body(
+        self, receive: Callable, headers: list[tuple[str, str]]
+    ) -> bytes | TesseraError:
+        too_big = _ProtocolError(
+            "ValidationException",
+            f"Request body exceeds the limit of {self.max_body_bytes} bytes",
+            413,
+        )
+        for name, value in headers:
+            if name.lower() == "content-length":
+                try:
+                    if int(value) > self.max_body_bytes:
+                        return too_big
+                except ValueError:
+                    return _ProtocolError(
+                        "SerializationException", f"Invalid Content-Length {value!r}"
+                    )
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return _ProtocolError(
+                    "SerializationException", "Client disconnected before the body was read"
+                )
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return too_big
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _send(
+        self, send: Callable, status: int, payload: bytes, content_type: bytes, request_id: str
+    ) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"x-amzn-requestid", request_id.encode()),
+                    (b"x-amz-crc32", str(zlib.crc32(payload) & 0xFFFFFFFF).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _send_error(self, send: Callable, error: TesseraError, request_id: str) -> None:
+        status, payload = self._error(error, error.code)
+        await self._send(send, status, payload, CONTENT_TYPE, request_id)
+
+    # --- one request, on a worker thread -----------------------------------------------
+
+    def handle(
+        self,
+        method: str,
+        raw_path: bytes,
+        query_string: bytes,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        request_id: str = "",
+    ) -> tuple[int, bytes]:
+        """Authenticate, dispatch and encode one request; returns (HTTP status, body)."""
+        try:
+            if self.verifier is not None:
+                self.verifier.verify(
+                    method,
+                    raw_path.decode("latin-1"),
+                    query_string.decode("latin-1"),
+                    headers,
+                    body,
+                )
+            target = next((value for name, value in headers if name.lower() == "x-amz-target"), "")
+            operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else None
+            entry = OPERATIONS.get(operation) if operation else None
+            if entry is None:
+                raise _ProtocolError(
+                    "UnknownOperationException",
+                    f"Unknown operation {target!r}; this server supports "
+                    + ", ".join(TARGET_PREFIX + name for name in OPERATIONS),
+                )
+            function, allowed = entry
+            try:
+                request = json.loads(body) if body else {}
+            except (ValueError, UnicodeDecodeError) as err:
+                raise _ProtocolError(
+                    "SerializationException", f"The request body is not valid JSON: {err}"
+                ) from None
+            if not isinstance(request, dict):
+                raise _ProtocolError(
+                    "SerializationException", "The request body must be a JSON object"
+                )
+        except TesseraError as err:
+            return self._error(err, err.code)
+        try:
+            return 200, _dumps(function(self.context, request))
+        except TesseraError as err:
+            return self._error(err, error_code(err, allowed))
+        except RecursionError:
+            return self._error(
+                ValidationException("The request nests values too deeply"), "ValidationException"
+            )
+        except Exception as err:
+            log.exception("request %s (%s) failed", request_id, operation)
+            internal = TesseraError(
+                f"Internal server error ({type(err).__name__}); request id {request_id}"
+            )
+            return self._error(internal, "InternalServerError")
+
+    def _error(self, error: TesseraError, code: str) -> tuple[int, bytes]:
+        status = getattr(error, "http_status", 500)
+        if code == "InternalServerError":
+            status = 500
+        return status, _dumps({"__type": ERROR_TYPE_PREFIX + code, "message": error.message})
+
+
+def create_app(engine: Any, **options: Any) -> DynamoDBApp:
+    """Build the ASGI app; options as for :class:`DynamoDBApp`."""
+    return DynamoDBApp(engine, **options)

@@ -1,0 +1,234 @@
+"""Run the DynamoDB-compatible endpoint (``tessera serve``) over an embedded engine (SPEC §12).
+
+Defaults, chosen to work out of the box on one machine:
+
+- data in ``./data``; backups in a local-directory store ``file://./backups``;
+- listening on ``127.0.0.1:8000`` (loopback only: pass ``--host 0.0.0.0`` to expose it);
+- region ``us-east-1``, account ``000000000000`` (used in ARNs);
+- credentials, first that applies: ``--credentials FILE``; the environment variables
+  ``TESSERA_ACCESS_KEY_ID`` and ``TESSERA_SECRET_ACCESS_KEY``; else the well-known local pair
+  access key ``local``, secret ``local`` — like DynamoDB Local, meant for a loopback
+  endpoint; a warning is logged when that pair is used on a non-loopback address.
+
+A credentials file is JSON (``{"ACCESS_KEY_ID": "SECRET", ...}``) or AWS ini style (each
+section with ``aws_access_key_id`` and ``aws_secret_access_key``, as in
+``~/.aws/credentials``). Every request must be signed (AWS Signature V4) with one of them.
+
+Clients::
+
+    AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
+        aws dynamodb list-tables --endpoint-url http://127.0.0.1:8000
+
+SIGTERM or Ctrl-C stops accepting connections, lets requests in flight finish (uvicorn's
+graceful shutdown), then closes the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import inspect
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["serve", "add_serve_arguments", "run_from_args", "load_credentials", "main"]
+
+log = logging.getLogger("engine.server")
+
+DEFAULT_CREDENTIALS = {"local": "local"}
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def load_credentials(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read a credentials file (JSON object or AWS ini); raises ValueError naming the file."""
+    text = Path(path).read_text(encoding="utf-8")
+    if text.lstrip().startswith("{"):
+        try:
+            document = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"credentials file {path}: invalid JSON: {err}") from None
+        if not all(
+            isinstance(k, str) and isinstance(v, str) and k and v for k, v in document.items()
+        ):
+            raise ValueError(
+                f'credentials file {path}: expected {{"ACCESS_KEY_ID": "SECRET", ...}}'
+            )
+        return dict(document)
+    parser = configparser.ConfigParser()
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as err:
+        raise ValueError(f"credentials file {path}: {err}") from None
+    credentials = {}
+    for section in parser.sections():
+        access_key = parser[section].get("aws_access_key_id")
+        secret = parser[section].get("aws_secret_access_key")
+        if not access_key or not secret:
+            raise ValueError(
+                f"credentials file {path}: section [{section}] needs aws_access_key_id and aws_secret_access_key"
+            )
+        credentials[access_key.strip()] = secret.strip()
+    if not credentials:
+        raise ValueError(f"credentials file {path}: no credentials in it")
+    return credentials
+
+
+def _resolve_credentials(credentials_file: str | None) -> dict[str, str]:
+    if credentials_file:
+        return load_credentials(credentials_file)
+    access_key = os.environ.get("TESSERA_ACCESS_KEY_ID")
+    secret = os.environ.get("TESSERA_SECRET_ACCESS_KEY")
+    if access_key and secret:
+        return {access_key: secret}
+    if access_key or secret:
+        raise ValueError("set both TESSERA_ACCESS_KEY_ID and TESSERA_SECRET_ACCESS_KEY, or neither")
+    return dict(DEFAULT_CREDENTIALS)
+
+
+def _absolute_store_url(backups: Any) -> Any:
+    """``file://./backups`` -> ``file:///abs/backups`` so the store does not depend on cwd."""
+    if isinstance(backups, str) and backups.startswith("file://"):
+        return "file://" + os.path.abspath(backups[len("file://") :])
+    return backups
+
+
+def serve(
+    data_dir: str | os.PathLike[str] = "./data",
+    backups: Any = "file://./backups",
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    region: str = "us-east-1",
+    credentials: dict[str, str] | None = None,
+    *,
+    account_id: str = "000000000000",
+    max_body_bytes: int | None = None,
+    max_workers: int = 16,
+    default_partitions: int = 4,
+    log_level: str = "info",
+) -> None:
+    """Open the engine, serve until SIGTERM/SIGINT, close the engine.
+
+    ``credentials`` None means the defaults described in the module docstring (environment,
+    then ``local``/``local``).
+    """
+    import uvicorn
+
+    from engine import Engine
+    from engine.server.app import DEFAULT_MAX_BODY_BYTES, create_app
+
+    if credentials is None:
+        credentials = _resolve_credentials(None)
+    if credentials == DEFAULT_CREDENTIALS and host not in _LOOPBACK_HOSTS:
+        log.warning(
+            "serving on %s with the well-known credentials local/local: anyone who can reach "
+            "this address can use the data; pass --credentials",
+            host,
+        )
+    options: dict[str, Any] = {"region": region}
+    # Until the engine's backup subsystem lands, Engine.open may not take backup_store yet.
+    if "backup_store" in inspect.signature(Engine.__init__).parameters:
+        options["backup_store"] = _absolute_store_url(backups)
+    else:
+        log.warning("this engine has no backup store support; backups are unavailable")
+    engine = Engine.open(os.fspath(data_dir), **options)
+    try:
+        app = create_app(
+            engine,
+            credentials=credentials,
+            region=region,
+            account_id=account_id,
+            max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+            max_workers=max_workers,
+            default_partitions=default_partitions,
+        )
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+        uvicorn.Server(config).run()
+    finally:
+        engine.close()
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--data-dir", default="./data", help="engine data directory (default ./data)"
+    )
+    parser.add_argument(
+        "--backups",
+        default="file://./backups",
+        help="backup store URL: file://DIR or s3://BUCKET/PREFIX (default file://./backups)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument(
+        "--region", default="us-east-1", help="region for ARNs and backup ids (default us-east-1)"
+    )
+    parser.add_argument("--account-id", default="000000000000", help="account id in ARNs")
+    parser.add_argument(
+        "--credentials",
+        metavar="FILE",
+        help='JSON {"KEY": "SECRET"} or AWS-ini credentials file (default: env '
+        "TESSERA_ACCESS_KEY_ID/TESSERA_SECRET_ACCESS_KEY, else local/local)",
+    )
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=None, help="largest request body (default 16 MiB)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=16, help="threads running engine calls (default 16)"
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=4, help="partitions of a new table (default 4)"
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``serve`` from parsed arguments; returns the process exit code."""
+    try:
+        credentials = _resolve_credentials(args.credentials)
+    except (OSError, ValueError) as err:
+        print(f"tessera serve: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve(
+        data_dir=args.data_dir,
+        backups=args.backups,
+        host=args.host,
+        port=args.port,
+        region=args.region,
+        credentials=credentials,
+        account_id=args.account_id,
+        max_body_bytes=args.max_body_bytes,
+        max_workers=args.workers,
+        default_partitions=args.partitions,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_serve_arguments(
+        argparse.ArgumentParser(prog="tessera serve", description=__doc__.split("\n")[0])
+    )
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
