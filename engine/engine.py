@@ -21,16 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from . import _keycodec
+from .backup.manager import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARALLELISM, BackupManager
 from .catalog import Catalog
 from .errors import (
     ResourceInUseException,
     TableAlreadyExistsException,
+    TableInUseException,
     TableNotFoundException,
     ValidationException,
 )
 from .keys import KeySchema, validate_table_name
 from .partition import DEFAULT_MAP_SIZE, Partition
 from .partition_map import PartitionMap, build_map, hash_boundaries
+from .store import LocalStore, ObjectStore, open_store
 from .table import Table
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_POLICIES
 
@@ -47,6 +50,10 @@ class Engine:
         region: str = "local",
         map_size_bytes: int = DEFAULT_MAP_SIZE,
         wal_segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        backup_store: str | ObjectStore | None = None,
+        max_backups_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        backup_parallelism: int = DEFAULT_PARALLELISM,
+        backup_compression_level: int = 3,
     ) -> None:
         self.path = Path(path)
         self.region = region
@@ -59,10 +66,26 @@ class Engine:
         (self.path / "tables").mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog(self.path / "system")
         self._recover_tables()
+        if backup_store is None:
+            backup_store = LocalStore(self.path.parent / "backups")
+        elif isinstance(backup_store, (str, Path)):
+            backup_store = open_store(str(backup_store))
+        self.backup_store: ObjectStore = backup_store
+        self.backups = BackupManager(
+            self, backup_store, max_in_flight=max_backups_in_flight,
+            parallelism=backup_parallelism, compression_level=backup_compression_level,
+        )
+        self.backups.recover()
 
     @classmethod
     def open(cls, path: str | Path, **options: Any) -> Engine:
-        """Open (creating if needed) the engine at ``path``; replays every partition's WAL."""
+        """Open (creating if needed) the engine at ``path``; replays every partition's WAL.
+
+        Options: ``region`` (carried by backup ids), ``map_size_bytes`` (LMDB address
+        space per partition), ``wal_segment_bytes``, ``backup_store`` (an ObjectStore or
+        a URL; default a directory ``backups`` beside ``path``), ``max_backups_in_flight``,
+        ``backup_parallelism`` (partitions exported at once), ``backup_compression_level``.
+        """
         return cls(Path(path), **options)
 
     def __enter__(self) -> Engine:
@@ -242,7 +265,37 @@ class Engine:
         return description
 
     def _check_deletable(self, record: dict) -> None:
-        """Hook for subsystems that must refuse a drop (a backup in progress)."""
+        backup_id = self.backups.backing_up(record["name"])
+        if backup_id is not None:
+            raise TableInUseException(
+                f"Table {record['name']} is being backed up (backup {backup_id}); "
+                "delete it when the backup is AVAILABLE"
+            )
+
+    # ------------------------------------------------------------------ backups
+    def create_backup(self, table_name: str, backup_name: str) -> dict:
+        """Start an on-demand backup of a table (SPEC §6); returns it with status CREATING."""
+        self._check_open()
+        return self.backups.create_backup(table_name, backup_name)
+
+    def describe_backup(self, backup_id: str) -> dict:
+        self._check_open()
+        return self.backups.describe_backup(backup_id)
+
+    def list_backups(self, table: str | None = None, start: float | None = None,
+                     end: float | None = None, limit: int | None = None,
+                     exclusive_start: str | None = None) -> tuple[list[dict], str | None]:
+        self._check_open()
+        return self.backups.list_backups(table, start, end, limit, exclusive_start)
+
+    def delete_backup(self, backup_id: str) -> dict:
+        self._check_open()
+        return self.backups.delete_backup(backup_id)
+
+    def wait_for_backup(self, backup_id: str, timeout: float = 600.0) -> dict:
+        """Block until a backup is no longer CREATING; returns its description."""
+        self._check_open()
+        return self.backups.wait(backup_id, timeout)
 
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:
@@ -255,6 +308,8 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
+            if hasattr(self, "backups"):
+                self.backups.close()
             for partitions in self._partitions.values():
                 for partition in partitions.values():
                     partition.close()

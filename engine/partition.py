@@ -234,15 +234,19 @@ class Partition:
         finally:
             txn.abort()
 
-    def snapshot(self) -> tuple[Any, int]:
-        """A pinned read transaction and the LSN it reflects exactly (taken under the lock).
+    def snapshot(self) -> Snapshot:
+        """Pin the partition's state now: a read transaction plus a hold on the WAL above it.
 
-        The caller must ``abort()`` the transaction when done: LMDB cannot reuse pages
-        while it is open.
+        The snapshot reflects exactly LSN ``snapshot.lsn`` (taken under the write lock), and
+        the WAL records after it stay on disk, so :meth:`export_copy` can later produce a
+        copy at any target LSN from ``snapshot.lsn`` on. Call ``release()`` when done:
+        LMDB cannot reuse pages while the transaction is open.
         """
         with self._write_lock:
             self._check_open()
-            return self.env.begin(), self.applied_lsn
+            hold_id = next(self._hold_ids)
+            self._holds[hold_id] = self.applied_lsn
+            return Snapshot(self, self.env.begin(), self.applied_lsn, hold_id)
 
     def iter_range(
         self,
@@ -298,7 +302,7 @@ class Partition:
         dest: Path,
         *,
         target_lsn: int | None = None,
-        snapshot=None,
+        snapshot: Snapshot | None = None,
     ) -> int:
         """Physical copy + WAL catch-up (SPEC §5). Returns the LSN the copy reflects.
 
@@ -313,7 +317,7 @@ class Partition:
         dest.mkdir(parents=True, exist_ok=False)
         hold = self.hold_wal(0)  # keep every segment until the catch-up has read it
         try:
-            self.env.copy(str(dest), compact=True, txn=snapshot)
+            self.env.copy(str(dest), compact=True, txn=snapshot.txn if snapshot else None)
             env, items_db, meta_db = open_environment(dest, map_size=self.map_size)
             try:
                 copied_lsn = read_applied_lsn(env, meta_db)
@@ -357,6 +361,30 @@ class Partition:
             self.wal.close()
             self.wal.remove_segments_through(floor)
             self.env.close()
+
+
+class Snapshot:
+    """A pinned read transaction of a partition and the LSN it reflects (see
+    :meth:`Partition.snapshot`). Usable from any one thread at a time."""
+
+    def __init__(self, partition: Partition, txn, lsn: int, hold_id: int) -> None:
+        self.partition = partition
+        self.txn = txn
+        self.lsn = lsn
+        self._hold_id = hold_id
+
+    def release(self) -> None:
+        """Idempotent: abort the transaction and drop the WAL hold."""
+        if self.txn is not None:
+            self.txn.abort()
+            self.txn = None
+            self.partition.release_wal(self._hold_id)
+
+    def __enter__(self) -> Snapshot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 def _op_key(op: Op) -> bytes:

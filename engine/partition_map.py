@@ -113,7 +113,7 @@ def validate_intervals(intervals: Sequence[PartitionInterval]) -> None:
             f"starts at {intervals[0].start.hex()}, not at the beginning of the key space"
         )
     seen_ids: set[str] = set()
-    for previous, current in zip(intervals, intervals[1:]):
+    for previous, current in zip(intervals, intervals[1:], strict=False):
         if previous.end is None or previous.end != current.start:
             kind = "overlap" if previous.end is None or previous.end > current.start else "gap"
             raise ValidationException(
@@ -151,7 +151,7 @@ def build_map(partition_ids: Sequence[str], boundaries: Sequence[bytes]) -> Part
     ends: list[bytes | None] = list(boundaries[1:]) + [None]
     return PartitionMap(
         PartitionInterval(pid, start, end)
-        for pid, start, end in zip(partition_ids, boundaries, ends)
+        for pid, start, end in zip(partition_ids, boundaries, ends, strict=False)
     )
 
 

@@ -287,7 +287,7 @@ class WriteAheadLog:
         """
         segments = self.segments()
         removed = 0
-        for (first_lsn, path), (next_first, _) in zip(segments, segments[1:]):
+        for (first_lsn, path), (next_first, _) in zip(segments, segments[1:], strict=False):
             if next_first - 1 > lsn or first_lsn == self._segment_first_lsn:
                 break
             path.unlink()

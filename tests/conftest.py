@@ -12,6 +12,9 @@ from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/ helpers import as plain modules
 
+# Real S3-protocol servers on loopback and the `store` fixture over every backend.
+pytest_plugins = ["s3_servers"]
+
 settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile(
     "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]

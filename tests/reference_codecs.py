@@ -110,3 +110,49 @@ def normalize_number(value: int | Decimal) -> int | Decimal:
     if exponent >= 0:
         return int(d)
     return Decimal((sign, tuple(int(c) for c in digits), exponent))
+
+
+# ---------------------------------------------------------------------------- items
+
+ITEM_VERSION = 0x01
+T_NULL, T_FALSE, T_TRUE, T_N, T_S, T_B, T_SS, T_NS, T_BS, T_L, T_M = range(11)
+
+
+def _lp(raw: bytes) -> bytes:
+    return _varint(len(raw)) + raw
+
+
+def _map_body(mapping: dict) -> bytes:
+    entries = sorted((name.encode("utf-8"), value) for name, value in mapping.items())
+    return _varint(len(entries)) + b"".join(_lp(name) + encode_value(v) for name, v in entries)
+
+
+def encode_value(value) -> bytes:
+    if value is None:
+        return bytes([T_NULL])
+    if isinstance(value, bool):
+        return bytes([T_TRUE if value else T_FALSE])
+    if isinstance(value, (int, Decimal)):
+        return bytes([T_N]) + number_body(value)
+    if isinstance(value, str):
+        return bytes([T_S]) + _lp(value.encode("utf-8"))
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes([T_B]) + _lp(bytes(value))
+    if isinstance(value, (list, tuple)):
+        return bytes([T_L]) + _varint(len(value)) + b"".join(encode_value(v) for v in value)
+    if isinstance(value, dict):
+        return bytes([T_M]) + _map_body(value)
+    if isinstance(value, (set, frozenset)):
+        first = next(iter(value))
+        if isinstance(first, str):
+            tag, members = T_SS, [_lp(m.encode("utf-8")) for m in value]
+        elif isinstance(first, (bytes, bytearray, memoryview)):
+            tag, members = T_BS, [_lp(bytes(m)) for m in value]
+        else:
+            tag, members = T_NS, [number_body(m) for m in value]
+        return bytes([tag]) + _varint(len(members)) + b"".join(sorted(members))
+    raise TypeError(type(value).__name__)
+
+
+def encode_item(item: dict) -> bytes:
+    return bytes([ITEM_VERSION]) + _map_body(item)

@@ -185,6 +185,9 @@ class MotoS3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoS3Server:
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
         self._server.start()
         self.port = self._server.get_host_and_port()[1]
         return self

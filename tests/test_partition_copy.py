@@ -6,7 +6,7 @@ import lmdb
 import pytest
 
 from engine.errors import CorruptionError
-from engine.partition import ITEMS_DB, OP_PUT, Partition, read_applied_lsn, open_environment
+from engine.partition import ITEMS_DB, OP_PUT, Partition, open_environment, read_applied_lsn
 
 
 def put(partition, key, value):
@@ -33,13 +33,11 @@ def partition(tmp_path):
 def test_snapshot_copy_is_exact_at_its_lsn(partition, tmp_path):
     for n in range(100):
         put(partition, b"k%03d" % n, b"v%d" % n)
-    snapshot, lsn = partition.snapshot()
-    for n in range(100, 200):
-        put(partition, b"k%03d" % n, b"late")
-    try:
+    with partition.snapshot() as snapshot:
+        lsn = snapshot.lsn
+        for n in range(100, 200):
+            put(partition, b"k%03d" % n, b"late")
         reached = partition.export_copy(tmp_path / "copy", target_lsn=lsn, snapshot=snapshot)
-    finally:
-        snapshot.abort()
     items, copied_lsn = copy_items(tmp_path / "copy")
     assert reached == lsn == copied_lsn == 100
     assert len(items) == 100 and items[b"k099"] == b"v99"
@@ -48,13 +46,17 @@ def test_snapshot_copy_is_exact_at_its_lsn(partition, tmp_path):
 def test_catch_up_applies_wal_records_written_after_the_copy(partition, tmp_path):
     for n in range(50):
         put(partition, b"a%03d" % n, b"x")
-    snapshot, lsn = partition.snapshot()
+    snapshot = partition.snapshot()
     for n in range(50, 300):  # spans several WAL segments (4 KiB each)
         put(partition, b"a%03d" % n, b"y" * 40)
     target = partition.applied_lsn - 10
-    partition.checkpoint()  # must not drop segments the copy still needs... they are held
+    assert partition.checkpoint() == 0  # the snapshot holds the segments it needs
     reached = partition.export_copy(tmp_path / "copy", target_lsn=target, snapshot=snapshot)
-    snapshot.abort()
+    snapshot.release()
+    for n in range(300, 400):
+        put(partition, b"a%03d" % n, b"y" * 40)
+    partition.checkpoint()
+    assert partition.wal.first_lsn > 300  # released: the old segments went
     items, copied_lsn = copy_items(tmp_path / "copy")
     assert reached == copied_lsn == target == 290
     assert len(items) == 290 and b"a289" in items and b"a290" not in items

@@ -22,7 +22,9 @@ from engine.server.attrvalue import (
 
 numbers = st.one_of(
     st.integers(min_value=-(10**38) + 1, max_value=10**38 - 1),
-    st.decimals(allow_nan=False, allow_infinity=False, places=6, min_value=-(10**20), max_value=10**20),
+    st.decimals(
+        allow_nan=False, allow_infinity=False, places=6, min_value=-(10**20), max_value=10**20
+    ),
 ).map(lambda n: parse_number(str(n), "n"))
 
 scalars = st.one_of(
@@ -77,8 +79,13 @@ def test_numbers_are_exact(text, expected):
 
 @pytest.mark.parametrize(
     ("number", "text"),
-    [(1, "1"), (Decimal("1.500"), "1.5"), (Decimal("1E+5"), "100000"), (Decimal("-0.0"), "0"),
-     (Decimal("1E-7"), "0.0000001")],
+    [
+        (1, "1"),
+        (Decimal("1.500"), "1.5"),
+        (Decimal("1E+5"), "100000"),
+        (Decimal("-0.0"), "0"),
+        (Decimal("1E-7"), "0.0000001"),
+    ],
 )
 def test_format_number(number, text):
     assert format_number(number) == text

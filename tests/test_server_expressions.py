@@ -95,17 +95,25 @@ def test_update_errors(expression, fragment):
     with pytest.raises(ValidationException) as caught:
         parse_update(expression, ctx())
     assert fragment in caught.value.message
-    assert caught.value.message.startswith("Invalid UpdateExpression") or "ExpressionAttribute" in caught.value.message
+    assert (
+        caught.value.message.startswith("Invalid UpdateExpression")
+        or "ExpressionAttribute" in caught.value.message
+    )
 
 
 def test_unused_placeholders_are_reported():
     context = ctx({"#a": "alpha", "#b": "beta"}, {":s": {"S": "x"}, ":unused": {"S": "y"}})
     parse_update("SET #a = :s", context)
-    with pytest.raises(ValidationException, match=r"ExpressionAttributeNames unused in expressions: keys: \{#b\}"):
+    with pytest.raises(
+        ValidationException, match=r"ExpressionAttributeNames unused in expressions: keys: \{#b\}"
+    ):
         context.check_all_used()
     context = ctx({"#a": "alpha"}, {":s": {"S": "x"}, ":unused": {"S": "y"}})
     parse_update("SET #a = :s", context)
-    with pytest.raises(ValidationException, match=r"ExpressionAttributeValues unused in expressions: keys: \{:unused\}"):
+    with pytest.raises(
+        ValidationException,
+        match=r"ExpressionAttributeValues unused in expressions: keys: \{:unused\}",
+    ):
         context.check_all_used()
 
 
@@ -115,7 +123,9 @@ def test_bad_placeholder_value_names_the_placeholder():
 
 
 identifiers = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
-    lambda name: name.upper() not in {"SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "BETWEEN", "IN"}
+    lambda name: (
+        name.upper() not in {"SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "BETWEEN", "IN"}
+    )
 )
 
 
@@ -149,12 +159,20 @@ def test_generated_updates_round_trip(names, data):
             clauses.setdefault("ADD", []).append(f"{ref} {placeholder}")
             expected.append(("ADD", name, number))
     expression = " ".join(f"{verb} {', '.join(parts)}" for verb, parts in clauses.items())
-    names_map = {f"#n{index}": name for index, name in enumerate(names) if f"#n{index}" in expression}
+    names_map = {
+        f"#n{index}": name for index, name in enumerate(names) if f"#n{index}" in expression
+    }
     context = ExpressionContext(names_map or None, values or None)
     actions = parse_update(expression, context)
     context.check_all_used()
     order = {verb: position for position, verb in enumerate(clauses)}
-    verb_of = {"SET": "SET", "INCREMENT": "SET", "SET_IF_NOT_EXISTS": "SET", "REMOVE": "REMOVE", "ADD": "ADD"}
+    verb_of = {
+        "SET": "SET",
+        "INCREMENT": "SET",
+        "SET_IF_NOT_EXISTS": "SET",
+        "REMOVE": "REMOVE",
+        "ADD": "ADD",
+    }
     assert actions == sorted(expected, key=lambda action: order[verb_of[action[0]]])
 
 

@@ -38,12 +38,16 @@ def signed(
             **(extra_headers or {}),
         },
     )
-    credentials = Credentials(access_key, secret if secret is not None else CREDENTIALS.get(access_key, "x"))
+    credentials = Credentials(
+        access_key, secret if secret is not None else CREDENTIALS.get(access_key, "x")
+    )
     if when is None:
         SigV4Auth(credentials, service, region).add_auth(request)
     else:
         # botocore reads the clock through this one function: sign as of ``when``.
-        with mock.patch("botocore.auth.get_current_datetime", return_value=when.replace(tzinfo=None)):
+        with mock.patch(
+            "botocore.auth.get_current_datetime", return_value=when.replace(tzinfo=None)
+        ):
             SigV4Auth(credentials, service, region).add_auth(request)
     prepared = request.prepare()
     split = prepared.url.split("?", 1)
@@ -98,13 +102,17 @@ def test_wrong_secret():
 
 def test_tampered_body():
     method, path, query, headers, _ = signed()
-    assert code_of((method, path, query, headers, b'{"TableName": "other"}')) == "InvalidSignatureException"
+    assert (
+        code_of((method, path, query, headers, b'{"TableName": "other"}'))
+        == "InvalidSignatureException"
+    )
 
 
 def test_tampered_signed_header():
     method, path, query, headers, body = signed()
     headers = [
-        (k, "DynamoDB_20120810.DeleteTable" if k.lower() == "x-amz-target" else v) for k, v in headers
+        (k, "DynamoDB_20120810.DeleteTable" if k.lower() == "x-amz-target" else v)
+        for k, v in headers
     ]
     assert code_of((method, path, query, headers, body)) == "InvalidSignatureException"
 

@@ -135,8 +135,8 @@ def test_begins_with_on_string_sort_keys(engine):
 
 @pytest.mark.parametrize("partitioning", ["hash", "range"])
 def test_scan_pages_and_segments_cover_every_item_once(engine, partitioning):
-    engine.create_table("S", partition_key=("id", "N"), partitions=5, partitioning=partitioning)
-    table = engine.table("S")
+    engine.create_table("Scan", partition_key=("id", "N"), partitions=5, partitioning=partitioning)
+    table = engine.table("Scan")
     table.batch_write(puts=[{"id": n, "x": "y" * (n % 7)} for n in range(-300, 300)])
     seen, start = [], None
     while True:
@@ -156,9 +156,9 @@ def test_scan_pages_and_segments_cover_every_item_once(engine, partitioning):
 
 
 def test_range_partitioning_with_split_points(engine):
-    engine.create_table("R", partition_key=("k", "S"), partitions=1, partitioning="range",
+    engine.create_table("Range", partition_key=("k", "S"), partitions=1, partitioning="range",
                         split_points=["g", "p"])
-    table = engine.table("R")
+    table = engine.table("Range")
     table.batch_write(puts=[{"k": c} for c in "abcdefghijklmnopqrstuvwxyz"])
     counts = [p.stats()[0] for p in table.partitions]
     assert counts == [6, 9, 11]

@@ -19,12 +19,12 @@ class TableModel(RuleBasedStateMachine):
 
         self.directory = tempfile.mkdtemp(prefix="tessera-model-")
         self.engine = Engine.open(self.directory, wal_segment_bytes=4096, map_size_bytes=1 << 28)
-        self.engine.create_table("M", partition_key=("pk", "S"), sort_key=("sk", "N"), partitions=3)
+        self.engine.create_table("Model", partition_key=("pk", "S"), sort_key=("sk", "N"), partitions=3)
         self.model: dict[tuple, dict] = {}
 
     @property
     def table(self):
-        return self.engine.table("M")
+        return self.engine.table("Model")
 
     @rule(pk=pks, sk=sks, value=values)
     def put(self, pk, sk, value):

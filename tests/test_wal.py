@@ -43,7 +43,7 @@ def test_replay_starts_above_applied_lsn(tmp_path):
 
 def test_torn_tail_is_cut_and_earlier_records_kept(tmp_path):
     wal, _ = open_wal(tmp_path)
-    for n in range(5):
+    for _n in range(5):
         wal.append(b"x" * 100)
     wal.close()
     (segment,) = sorted(tmp_path.glob("*.wal"))
@@ -61,7 +61,7 @@ def test_torn_tail_is_cut_and_earlier_records_kept(tmp_path):
 
 def test_flipped_byte_names_file_and_offset(tmp_path):
     wal, _ = open_wal(tmp_path)
-    for n in range(5):
+    for _n in range(5):
         wal.append(b"y" * 100)
     wal.close()
     (segment,) = sorted(tmp_path.glob("*.wal"))
@@ -77,7 +77,7 @@ def test_flipped_byte_names_file_and_offset(tmp_path):
 
 def test_rollover_and_segment_removal(tmp_path):
     wal, _ = open_wal(tmp_path, segment_bytes=1000)
-    for n in range(100):
+    for _n in range(100):
         wal.append(b"z" * 100)
     segments = wal.segments()
     assert len(segments) > 5 and wal.rollovers == len(segments) - 1
@@ -96,7 +96,7 @@ def test_rollover_and_segment_removal(tmp_path):
 
 def test_missing_records_below_the_wal_are_corruption(tmp_path):
     wal, _ = open_wal(tmp_path, segment_bytes=500)
-    for n in range(30):
+    for _n in range(30):
         wal.append(b"w" * 100)
     wal.remove_segments_through(20)
     wal.close()

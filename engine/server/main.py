@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import argparse
 import configparser
-import inspect
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,13 +131,9 @@ def serve(
             "this address can use the data; pass --credentials",
             host,
         )
-    options: dict[str, Any] = {"region": region}
-    # Until the engine's backup subsystem lands, Engine.open may not take backup_store yet.
-    if "backup_store" in inspect.signature(Engine.__init__).parameters:
-        options["backup_store"] = _absolute_store_url(backups)
-    else:
-        log.warning("this engine has no backup store support; backups are unavailable")
-    engine = Engine.open(os.fspath(data_dir), **options)
+    engine = Engine.open(
+        os.fspath(data_dir), region=region, backup_store=_absolute_store_url(backups)
+    )
     try:
         app = create_app(
             engine,
@@ -144,6 +143,8 @@ def serve(
             max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
             max_workers=max_workers,
             default_partitions=default_partitions,
+            # Close during lifespan shutdown, after requests in flight have finished.
+            on_shutdown=engine.close,
         )
         config = uvicorn.Config(
             app,
@@ -154,9 +155,27 @@ def serve(
             access_log=False,
             timeout_graceful_shutdown=30,
         )
-        uvicorn.Server(config).run()
+        with _stop_signals_return_normally():
+            uvicorn.Server(config).run()
     finally:
-        engine.close()
+        engine.close()  # idempotent; covers a failed start
+
+
+@contextlib.contextmanager
+def _stop_signals_return_normally() -> Iterator[None]:
+    """After a graceful stop uvicorn re-raises SIGTERM/SIGINT to the handler that was in
+    place before it ran; with the default handler that kills the process mid-``finally``.
+    Install a no-op one around the run so ``serve`` returns and the exit status is 0."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in stop_signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

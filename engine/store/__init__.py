@@ -43,16 +43,16 @@ def open_store(url: str, *, endpoint_url: str | None = None, **options: Any) -> 
 
         return S3Store(bucket, prefix, endpoint_url=endpoint_url, **options)
     if endpoint_url is not None or options:
-        raise ValueError(
-            f"endpoint_url and options apply to s3:// stores only, not {url!r}"
-        )
+        raise ValueError(f"endpoint_url and options apply to s3:// stores only, not {url!r}")
     if url.startswith("file://"):
         path = url[len("file://") :]
         if not path:
             raise ValueError(f"store URL {url!r} names no directory; use file:///abs/dir")
         return LocalStore(path)
     if "://" in url:
-        raise ValueError(f"unsupported store URL {url!r}; use a path, file://DIR or s3://bucket/prefix")
+        raise ValueError(
+            f"unsupported store URL {url!r}; use a path, file://DIR or s3://bucket/prefix"
+        )
     return LocalStore(url)
 
 

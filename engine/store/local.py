@@ -31,8 +31,8 @@ import google_crc32c
 
 from engine.errors import ChecksumMismatchError, ObjectNotFoundError, StoreError
 from engine.store.base import (
-    MiB,
     RESERVED_SEGMENT_PREFIX,
+    MiB,
     ObjectInfo,
     ObjectStore,
     ProgressCallback,
@@ -148,7 +148,9 @@ class LocalStore(ObjectStore):
             raise self._not_found(key)
         return handle, st
 
-    def _info_for(self, key: str, path: str, st: os.stat_result, handle: BinaryIO | None) -> ObjectInfo:
+    def _info_for(
+        self, key: str, path: str, st: os.stat_result, handle: BinaryIO | None
+    ) -> ObjectInfo:
         """Checksums from the sidecar when it describes this file, else recomputed."""
         meta: dict[str, object] = {}
         try:
@@ -163,9 +165,7 @@ class LocalStore(ObjectStore):
             # No sidecar, or one left by a crash between the data rename and the sidecar
             # rename: the data file is the truth, so checksum it.
             crc, md5 = self._checksum_file(path, handle)
-        return ObjectInfo(
-            key=key, size=st.st_size, crc32c=crc, md5=md5, last_modified=_mtime(st)
-        )
+        return ObjectInfo(key=key, size=st.st_size, crc32c=crc, md5=md5, last_modified=_mtime(st))
 
     @staticmethod
     def _checksum_file(path: str, handle: BinaryIO | None) -> tuple[int, str]:

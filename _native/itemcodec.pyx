@@ -1,0 +1,628 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Item codec: DynamoDB items (dicts) to compact, deterministic bytes and back (SPEC §2).
+
+Byte format (varint = unsigned LEB128)::
+
+    item   := 0x01 (format version) | varint n | n x (varint name_len | name utf8 | value)
+    value  := tag | body
+
+    tag   type  body
+    0x00  NULL  -
+    0x01  BOOL  -               (false)
+    0x02  BOOL  -               (true)
+    0x03  N     number body     (decnum.pxd: canonical, self-delimiting, 2 digits per byte)
+    0x04  S     varint len | utf8
+    0x05  B     varint len | bytes
+    0x06  SS    varint n | n x (varint len | utf8)
+    0x07  NS    varint n | n x number body
+    0x08  BS    varint n | n x (varint len | bytes)
+    0x09  L     varint n | n x value
+    0x0A  M     varint n | n x (varint name_len | name utf8 | value)
+
+Determinism (the logical backup checksum hashes these bytes): map entries, at the top level
+and nested, are written in order of their names' UTF-8 bytes; set members in order of
+their encoded bytes; numbers are normalized (1, 1.0 and Decimal('1E0') are one encoding).
+Equal items therefore encode to equal bytes whatever their dict insertion order.
+
+Python types: S str; N int or decimal.Decimal (never float, NaN or Infinity; at most 38
+significant digits; magnitude 1E-130 .. 9.99..E+125); B bytes (bytearray and memoryview
+accepted); BOOL bool; NULL None; SS/NS/BS set or frozenset of str / numbers / bytes
+(non-empty, one kind, no duplicates after normalization); L list or tuple; M dict with str
+keys. Nesting of L and M is limited to 32 levels. Decoding gives str, int (integral numbers)
+or Decimal (normalized), bytes, bool, None, set, list and dict.
+
+Errors raise ``TypeError`` (unsupported Python type) or ``ValueError`` (bad value) with the
+attribute path in the message, e.g. ``attribute 'tags'[2]: unsupported type float``.
+``decode_item`` raises ``ValueError`` on malformed bytes.
+"""
+
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.dict cimport PyDict_New, PyDict_Next, PyDict_SetItem, PyDict_Size
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.set cimport PySet_Add
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint8_t, uint64_t
+from libc.stdlib cimport free, malloc, qsort, realloc
+from libc.string cimport memcmp, memcpy
+
+from decnum cimport NUM_MAX_BODY, num_decode, num_encode
+
+from decimal import Decimal as _Decimal
+
+cdef extern from "Python.h":
+    const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+
+FORMAT_VERSION = 1
+MAX_DEPTH = 32
+
+cdef enum:
+    _VERSION = 0x01
+    _MAX_DEPTH = 32
+    T_NULL = 0x00
+    T_FALSE = 0x01
+    T_TRUE = 0x02
+    T_N = 0x03
+    T_S = 0x04
+    T_B = 0x05
+    T_SS = 0x06
+    T_NS = 0x07
+    T_BS = 0x08
+    T_L = 0x09
+    T_M = 0x0A
+    _PATH_CAP = 40
+    _SMALL = 512
+    _STACK_ENTRIES = 16
+
+
+# ------------------------------------------------------------------ encoder state
+
+cdef struct PathEntry:
+    const char *name        # utf8 of a map key, or NULL for a list index
+    Py_ssize_t name_len
+    Py_ssize_t index
+
+cdef struct Enc:
+    uint8_t *buf
+    size_t len
+    size_t cap
+    int npath
+    PathEntry path[_PATH_CAP]
+    uint8_t small[_SMALL]
+
+cdef struct MapEntry:
+    const char *name
+    Py_ssize_t name_len
+    PyObject *value
+
+cdef struct Span:
+    size_t off
+    size_t len
+
+
+cdef int _grow(Enc *e, size_t extra) except -1:
+    cdef size_t cap = e.cap * 2
+    cdef uint8_t *nb
+    if cap < e.len + extra:
+        cap = e.len + extra
+    if e.buf == e.small:
+        nb = <uint8_t *>malloc(cap)
+        if nb != NULL:
+            memcpy(nb, e.buf, e.len)
+    else:
+        nb = <uint8_t *>realloc(e.buf, cap)
+    if nb == NULL:
+        raise MemoryError()
+    e.buf = nb
+    e.cap = cap
+    return 0
+
+
+cdef inline int _reserve(Enc *e, size_t extra) except -1:
+    if e.len + extra > e.cap:
+        return _grow(e, extra)
+    return 0
+
+
+cdef inline int _put_varint(Enc *e, uint64_t v) except -1:
+    cdef uint8_t *p
+    if e.len + 10 > e.cap:
+        _grow(e, 10)
+    p = e.buf + e.len
+    while v >= 0x80:
+        p[0] = <uint8_t>(v | 0x80)
+        v >>= 7
+        p += 1
+    p[0] = <uint8_t>v
+    e.len = (p + 1) - e.buf
+    return 0
+
+
+cdef inline int _put_byte(Enc *e, uint8_t b) except -1:
+    if e.len + 1 > e.cap:
+        _grow(e, 1)
+    e.buf[e.len] = b
+    e.len += 1
+    return 0
+
+
+cdef inline int _put_lp(Enc *e, const char *p, size_t n) except -1:
+    """varint length + bytes."""
+    _put_varint(e, n)
+    if e.len + n > e.cap:
+        _grow(e, n)
+    memcpy(e.buf + e.len, p, n)
+    e.len += n
+    return 0
+
+
+cdef inline int _put_number(Enc *e, object value) except -1:
+    if e.len + NUM_MAX_BODY > e.cap:
+        _grow(e, NUM_MAX_BODY)
+    e.len += num_encode(e.buf + e.len, value, None, _Decimal)
+    return 0
+
+
+cdef str _path_of(Enc *e):
+    """The attribute path at the point of an error, e.g. 'tags'[2] or 'a'.'b'."""
+    cdef int i
+    parts = []
+    for i in range(e.npath):
+        if e.path[i].name == NULL:
+            parts.append(f"[{e.path[i].index}]")
+        else:
+            name = e.path[i].name[:e.path[i].name_len].decode("utf-8", "replace")
+            parts.append(f"'{name}'" if i == 0 else f".'{name}'")
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------ sorting helpers
+
+cdef int _cmp_names(const void *a, const void *b) noexcept nogil:
+    cdef const MapEntry *x = <const MapEntry *>a
+    cdef const MapEntry *y = <const MapEntry *>b
+    cdef Py_ssize_t n = x.name_len if x.name_len < y.name_len else y.name_len
+    cdef int c = memcmp(x.name, y.name, n)
+    if c:
+        return c
+    return (x.name_len > y.name_len) - (x.name_len < y.name_len)
+
+
+# qsort has no context argument; the GIL is held for the whole sort, so a static is safe.
+cdef const uint8_t *_span_base = NULL
+
+cdef int _cmp_spans(const void *a, const void *b) noexcept nogil:
+    cdef const Span *x = <const Span *>a
+    cdef const Span *y = <const Span *>b
+    cdef size_t n = x.len if x.len < y.len else y.len
+    cdef int c = memcmp(_span_base + x.off, _span_base + y.off, n)
+    if c:
+        return c
+    return (x.len > y.len) - (x.len < y.len)
+
+
+# ------------------------------------------------------------------ encoding
+
+cdef int _enc_map_body(Enc *e, object d, int depth) except -1:
+    """varint n | entries sorted by name bytes (d is a dict)."""
+    cdef Py_ssize_t n = PyDict_Size(d), i = 0, pos = 0, j
+    cdef PyObject *key
+    cdef PyObject *value
+    cdef MapEntry stack_entries[_STACK_ENTRIES]
+    cdef MapEntry *entries = stack_entries
+    cdef MapEntry tmp
+    cdef bint sorted_already = True
+    if n > _STACK_ENTRIES:
+        entries = <MapEntry *>malloc(n * sizeof(MapEntry))
+        if entries == NULL:
+            raise MemoryError()
+    try:
+        while PyDict_Next(d, &pos, &key, &value):
+            if type(<object>key) is not str and not isinstance(<object>key, str):
+                raise TypeError(
+                    f"attribute names must be str, got {type(<object>key).__name__} "
+                    f"({<object>key!r:.40})")
+            entries[i].name = PyUnicode_AsUTF8AndSize(<object>key, &entries[i].name_len)
+            if entries[i].name_len == 0:
+                raise ValueError("empty attribute name")
+            entries[i].value = value
+            if i and sorted_already and _cmp_names(&entries[i - 1], &entries[i]) > 0:
+                sorted_already = False
+            i += 1
+        if not sorted_already:
+            if n <= _STACK_ENTRIES:
+                for i in range(1, n):
+                    tmp = entries[i]
+                    j = i - 1
+                    while j >= 0 and _cmp_names(&entries[j], &tmp) > 0:
+                        entries[j + 1] = entries[j]
+                        j -= 1
+                    entries[j + 1] = tmp
+            else:
+                qsort(entries, n, sizeof(MapEntry), _cmp_names)
+        _put_varint(e, n)
+        for i in range(n):
+            _put_lp(e, entries[i].name, entries[i].name_len)
+            # The path is kept for error messages only: entries stay on it when an
+            # exception unwinds, and encode_item reads it there.
+            e.path[e.npath].name = entries[i].name
+            e.path[e.npath].name_len = entries[i].name_len
+            e.npath += 1
+            _enc_value(e, <object>entries[i].value, depth)
+            e.npath -= 1
+    finally:
+        if entries != stack_entries:
+            free(entries)
+    return 0
+
+
+cdef int _enc_list_body(Enc *e, object seq, int depth) except -1:
+    cdef Py_ssize_t i, n = len(seq)
+    _put_varint(e, n)
+    for i in range(n):
+        e.path[e.npath].name = NULL
+        e.path[e.npath].index = i
+        e.npath += 1
+        _enc_value(e, seq[i], depth)
+        e.npath -= 1
+    return 0
+
+
+cdef int _enc_set(Enc *e, object s) except -1:
+    cdef Py_ssize_t count = len(s), i = 0
+    cdef uint8_t tag
+    cdef Span *spans
+    cdef uint8_t *copy
+    cdef size_t start, off, total
+    cdef const char *p
+    cdef Py_ssize_t plen
+    cdef Py_buffer view
+    if count == 0:
+        raise ValueError("empty sets are not allowed")
+    for first in s:
+        break
+    if isinstance(first, str):
+        tag = T_SS
+    elif isinstance(first, (bytes, bytearray, memoryview)):
+        tag = T_BS
+    elif isinstance(first, (int, _Decimal)) and not isinstance(first, bool):
+        tag = T_NS
+    else:
+        raise TypeError(f"unsupported set member type {type(first).__name__}; "
+                        "sets hold only str (SS), numbers (NS) or bytes (BS)")
+    _put_byte(e, tag)
+    _put_varint(e, count)
+    spans = <Span *>malloc(count * sizeof(Span))
+    if spans == NULL:
+        raise MemoryError()
+    try:
+        start = e.len
+        for member in s:
+            if i >= count:
+                raise RuntimeError("set changed size during encoding")
+            spans[i].off = e.len
+            if tag == T_SS:
+                if not isinstance(member, str):
+                    raise TypeError(f"string set (SS) holds a member of type {type(member).__name__}")
+                p = PyUnicode_AsUTF8AndSize(member, &plen)
+                _put_lp(e, p, plen)
+            elif tag == T_NS:
+                if isinstance(member, bool) or not isinstance(member, (int, _Decimal)):
+                    raise TypeError(f"number set (NS) holds a member of type {type(member).__name__}")
+                _put_number(e, member)
+            else:
+                if not isinstance(member, (bytes, bytearray, memoryview)):
+                    raise TypeError(f"binary set (BS) holds a member of type {type(member).__name__}")
+                PyObject_GetBuffer(member, &view, PyBUF_SIMPLE)
+                try:
+                    _put_lp(e, <const char *>view.buf, view.len)
+                finally:
+                    PyBuffer_Release(&view)
+            spans[i].len = e.len - spans[i].off
+            i += 1
+        if i != count:
+            raise RuntimeError("set changed size during encoding")
+        if count > 1:
+            global _span_base
+            _span_base = e.buf
+            qsort(spans, count, sizeof(Span), _cmp_spans)
+            for i in range(1, count):
+                if _cmp_spans(&spans[i - 1], &spans[i]) == 0:
+                    raise ValueError("set holds duplicate members (after number normalization)")
+            total = e.len - start
+            copy = <uint8_t *>malloc(total)
+            if copy == NULL:
+                raise MemoryError()
+            off = 0
+            for i in range(count):
+                memcpy(copy + off, e.buf + spans[i].off, spans[i].len)
+                off += spans[i].len
+            memcpy(e.buf + start, copy, total)
+            free(copy)
+    finally:
+        free(spans)
+    return 0
+
+
+cdef int _enc_value(Enc *e, object v, int depth) except -1:
+    cdef type t = type(v)
+    cdef const char *p
+    cdef Py_ssize_t n
+    cdef Py_buffer view
+    if t is str:
+        p = PyUnicode_AsUTF8AndSize(v, &n)
+        _put_byte(e, T_S)
+        _put_lp(e, p, n)
+    elif t is bool:
+        _put_byte(e, T_TRUE if v is True else T_FALSE)
+    elif t is int or t is _Decimal:
+        _put_byte(e, T_N)
+        _put_number(e, v)
+    elif t is dict:
+        if depth >= _MAX_DEPTH:
+            raise ValueError(f"nesting deeper than {_MAX_DEPTH} levels")
+        _put_byte(e, T_M)
+        _enc_map_body(e, v, depth + 1)
+    elif t is list or t is tuple:
+        if depth >= _MAX_DEPTH:
+            raise ValueError(f"nesting deeper than {_MAX_DEPTH} levels")
+        _put_byte(e, T_L)
+        _enc_list_body(e, v, depth + 1)
+    elif v is None:
+        _put_byte(e, T_NULL)
+    elif t is bytes or t is bytearray or t is memoryview:
+        PyObject_GetBuffer(v, &view, PyBUF_SIMPLE)
+        try:
+            _put_byte(e, T_B)
+            _put_lp(e, <const char *>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+    elif t is set or t is frozenset:
+        _enc_set(e, v)
+    # subclasses, in an order that keeps bool out of N
+    elif isinstance(v, bool):
+        _put_byte(e, T_TRUE if v else T_FALSE)
+    elif isinstance(v, str):
+        _enc_value(e, str(v), depth)
+    elif isinstance(v, (int, _Decimal)):
+        _put_byte(e, T_N)
+        _put_number(e, v)
+    elif isinstance(v, (bytes, bytearray, memoryview)):
+        _enc_value(e, bytes(v), depth)
+    elif isinstance(v, dict):
+        _enc_value(e, dict(v), depth)
+    elif isinstance(v, (list, tuple)):
+        _enc_value(e, list(v), depth)
+    elif isinstance(v, (set, frozenset)):
+        _enc_set(e, v)
+    else:
+        raise TypeError(f"unsupported type {t.__name__}")
+    return 0
+
+
+def encode_item(item):
+    """Encode an item (a dict of attribute name to value); see the module docstring."""
+    cdef Enc e
+    if not isinstance(item, dict):
+        raise TypeError(f"an item must be a dict, got {type(item).__name__}")
+    e.buf = e.small
+    e.len = 0
+    e.cap = _SMALL
+    e.npath = 0
+    try:
+        _put_byte(&e, _VERSION)
+        _enc_map_body(&e, item, 0)
+        return PyBytes_FromStringAndSize(<const char *>e.buf, e.len)
+    except (ValueError, TypeError) as err:
+        where = f"attribute {_path_of(&e)}: " if e.npath else "item: "
+        # (plain classes: UnicodeEncodeError and friends take other constructor arguments)
+        raise (ValueError if isinstance(err, ValueError) else TypeError)(where + str(err)) from None
+    finally:
+        if e.buf != e.small:
+            free(e.buf)
+
+
+# ------------------------------------------------------------------ decoding
+
+cdef struct Dec:
+    const uint8_t *p
+    size_t n
+    size_t pos
+
+
+cdef object _malformed(Dec *d, str what):
+    return ValueError(f"malformed item at byte {d.pos}: {what}")
+
+
+cdef inline uint64_t _get_varint(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
+    cdef uint64_t v = 0
+    cdef unsigned int shift = 0
+    cdef uint8_t b
+    while True:
+        if d.pos >= d.n:
+            raise _malformed(d, "truncated varint")
+        b = d.p[d.pos]
+        d.pos += 1
+        if shift == 63 and b > 1:
+            raise _malformed(d, "varint overflows 64 bits")
+        v |= (<uint64_t>(b & 0x7F)) << shift
+        if b < 0x80:
+            return v
+        shift += 7
+        if shift > 63:
+            raise _malformed(d, "varint too long")
+
+
+cdef inline size_t _get_len(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
+    """A varint length that must fit in the remaining bytes."""
+    cdef uint64_t v
+    if d.pos < d.n and d.p[d.pos] < 0x80:
+        v = d.p[d.pos]
+        d.pos += 1
+    else:
+        v = _get_varint(d)
+    if v > d.n - d.pos:
+        raise _malformed(d, f"length {v} runs past the end ({d.n - d.pos} bytes left)")
+    return <size_t>v
+
+
+cdef inline size_t _get_count(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
+    """A varint element count; every element takes at least one byte."""
+    cdef uint64_t v
+    if d.pos < d.n and d.p[d.pos] < 0x80:
+        v = d.p[d.pos]
+        d.pos += 1
+    else:
+        v = _get_varint(d)
+    if v > d.n - d.pos:
+        raise _malformed(d, f"count {v} cannot fit in the {d.n - d.pos} bytes left")
+    return <size_t>v
+
+
+cdef inline object _get_str(Dec *d):
+    cdef size_t n = _get_len(d)
+    s = PyUnicode_DecodeUTF8(<const char *>d.p + d.pos, n, NULL)
+    d.pos += n
+    return s
+
+
+cdef inline object _get_bytes(Dec *d):
+    cdef size_t n = _get_len(d)
+    b = PyBytes_FromStringAndSize(<const char *>d.p + d.pos, n)
+    d.pos += n
+    return b
+
+
+cdef inline object _get_number(Dec *d):
+    return num_decode(d.p, d.n, &d.pos, _Decimal)
+
+
+cdef object _dec_value(Dec *d, int depth):
+    cdef uint8_t tag
+    cdef size_t count, i
+    if d.pos >= d.n:
+        raise _malformed(d, "truncated value")
+    tag = d.p[d.pos]
+    d.pos += 1
+    if tag == T_S:
+        return _get_str(d)
+    if tag == T_N:
+        return _get_number(d)
+    if tag == T_TRUE:
+        return True
+    if tag == T_FALSE:
+        return False
+    if tag == T_NULL:
+        return None
+    if tag == T_B:
+        return _get_bytes(d)
+    if tag == T_M:
+        if depth >= _MAX_DEPTH:
+            raise _malformed(d, f"nesting deeper than {_MAX_DEPTH} levels")
+        return _dec_map_body(d, depth + 1, None)
+    if tag == T_L:
+        if depth >= _MAX_DEPTH:
+            raise _malformed(d, f"nesting deeper than {_MAX_DEPTH} levels")
+        count = _get_count(d)
+        result = PyList_New(count)
+        for i in range(count):
+            item = _dec_value(d, depth + 1)
+            Py_INCREF(item)
+            PyList_SET_ITEM(result, i, item)
+        return result
+    if tag == T_SS or tag == T_NS or tag == T_BS:
+        count = _get_count(d)
+        if count == 0:
+            raise _malformed(d, "empty set")
+        result = set()
+        for i in range(count):
+            if tag == T_SS:
+                member = _get_str(d)
+            elif tag == T_NS:
+                member = _get_number(d)
+            else:
+                member = _get_bytes(d)
+            PySet_Add(result, member)
+        if <size_t>len(result) != count:
+            raise _malformed(d, "set holds duplicate members")
+        return result
+    d.pos -= 1
+    raise _malformed(d, f"unknown type tag 0x{tag:02x}")
+
+
+cdef int _skip_value(Dec *d, int depth) except -1:
+    cdef uint8_t tag
+    cdef size_t count, i
+    if d.pos >= d.n:
+        raise _malformed(d, "truncated value")
+    tag = d.p[d.pos]
+    d.pos += 1
+    if tag == T_S or tag == T_B:
+        d.pos += _get_len(d)
+    elif tag == T_N:
+        num_decode(d.p, d.n, &d.pos, _Decimal)
+    elif tag == T_TRUE or tag == T_FALSE or tag == T_NULL:
+        pass
+    elif tag == T_M or tag == T_L:
+        if depth >= _MAX_DEPTH:
+            raise _malformed(d, f"nesting deeper than {_MAX_DEPTH} levels")
+        count = _get_count(d)
+        for i in range(count):
+            if tag == T_M:
+                d.pos += _get_len(d)
+            _skip_value(d, depth + 1)
+    elif tag == T_SS or tag == T_BS:
+        count = _get_count(d)
+        for i in range(count):
+            d.pos += _get_len(d)
+    elif tag == T_NS:
+        count = _get_count(d)
+        for i in range(count):
+            num_decode(d.p, d.n, &d.pos, _Decimal)
+    else:
+        d.pos -= 1
+        raise _malformed(d, f"unknown type tag 0x{tag:02x}")
+    return 0
+
+
+cdef object _dec_map_body(Dec *d, int depth, object projection):
+    cdef size_t count = _get_count(d), i
+    cdef dict result = PyDict_New()
+    for i in range(count):
+        name = _get_str(d)
+        if projection is not None and name not in projection:
+            _skip_value(d, depth)
+            continue
+        PyDict_SetItem(result, name, _dec_value(d, depth))
+    return result
+
+
+def decode_item(data, projection=None):
+    """Decode an item; with ``projection`` (top-level names) skip every other attribute."""
+    cdef Py_buffer view
+    cdef Dec d
+    if projection is not None and not isinstance(projection, (set, frozenset, dict)):
+        projection = frozenset(projection)
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        d.p = <const uint8_t *>view.buf
+        d.n = <size_t>view.len
+        d.pos = 0
+        if d.n == 0 or d.p[0] != _VERSION:
+            raise ValueError(
+                "malformed item: unknown format version byte "
+                f"{'(empty)' if d.n == 0 else hex(d.p[0])}")
+        d.pos = 1
+        try:
+            result = _dec_map_body(&d, 0, projection)
+        except ValueError as err:
+            if str(err).startswith("malformed item"):
+                raise
+            raise _malformed(&d, str(err)) from err     # a bad number or bad UTF-8
+        if d.pos != d.n:
+            raise _malformed(&d, f"{d.n - d.pos} trailing bytes")
+    finally:
+        PyBuffer_Release(&view)
+    return result

@@ -1,0 +1,128 @@
+"""Back up one partition: physical copy + catch-up, package, verify, upload (SPEC §6).
+
+This is the per-partition worker; :mod:`engine.backup.create` runs one per partition in
+parallel. Each step is a shared mechanism: ``Partition.export_copy`` (the same copy +
+catch-up that replicas and splits use), ``package_partition_to_file``,
+``verify_packaged_file`` and the object store's ``put``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import CorruptionError, StoreError
+from ..partition import Partition, Snapshot
+from ..store import ObjectStore
+from .manifest import PartitionManifest
+from .package import package_partition_to_file
+from .verify import verify_packaged_file
+
+DEFAULT_EXPORT_ATTEMPTS = 3
+
+
+@dataclass
+class PartitionProgress:
+    """Live progress of one partition's backup, shown by ``describe_backup``."""
+
+    partition_id: str
+    backup_lsn: int
+    phase: str = "pending"  # pending, exporting, packaging, verifying, uploading, done
+    bytes_done: int = 0
+    bytes_total: int = 0
+    attempts: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class PartitionExportFailed(Exception):
+    """A partition could not be backed up; the message says why (becomes FAILED's reason)."""
+
+
+def export_partition(
+    partition: Partition,
+    snapshot: Snapshot,
+    template: PartitionManifest,
+    store: ObjectStore,
+    work_dir: Path,
+    progress: PartitionProgress,
+    *,
+    level: int = 3,
+    threads: int = 2,
+    max_attempts: int = DEFAULT_EXPORT_ATTEMPTS,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> PartitionManifest:
+    """Export, package, verify (re-exporting up to ``max_attempts``) and upload one partition.
+
+    Returns the partition's complete manifest entry. ``snapshot`` pins the partition at
+    ``template.backup_lsn``; it stays pinned until the caller releases it, so a re-export
+    yields the same data.
+    """
+    name = f"{template.table_name}/{template.partition_id}"
+    packaged = None
+    for attempt in range(1, max_attempts + 1):
+        if cancelled():
+            raise PartitionExportFailed(f"partition {name}: backup cancelled")
+        progress.attempts = attempt
+        attempt_dir = work_dir / f"attempt-{attempt}"
+        shutil.rmtree(attempt_dir, ignore_errors=True)
+        attempt_dir.mkdir(parents=True)
+        try:
+            progress.phase = "exporting"
+            export_dir = attempt_dir / "env"
+            reached = partition.export_copy(
+                export_dir, target_lsn=template.backup_lsn, snapshot=snapshot
+            )
+            if reached != template.backup_lsn:
+                raise CorruptionError(
+                    f"export reached LSN {reached}, expected {template.backup_lsn}",
+                    partition=name, path=str(export_dir),
+                )
+            progress.phase = "packaging"
+            object_path = attempt_dir / "partition.tar.zst"
+            result = package_partition_to_file(
+                export_dir, template, object_path, level=level, threads=threads
+            )
+            shutil.rmtree(export_dir, ignore_errors=True)
+            progress.phase = "verifying"
+            verdict = verify_packaged_file(object_path, result.manifest, work_dir=attempt_dir)
+        except CorruptionError as err:
+            progress.problems.append(f"attempt {attempt}: {err}")
+            continue
+        if verdict.ok:
+            packaged = (object_path, result.manifest)
+            break
+        progress.problems.append(f"attempt {attempt}: verification failed: {verdict.message}")
+    if packaged is None:
+        raise PartitionExportFailed(
+            f"partition {name} failed verification {max_attempts} times: "
+            + "; ".join(progress.problems[-max_attempts:])
+        )
+
+    object_path, manifest = packaged
+    progress.phase = "uploading"
+    progress.bytes_total = manifest.object_size_bytes
+    progress.bytes_done = 0
+
+    def uploaded(count: int) -> None:
+        if cancelled():
+            raise PartitionExportFailed(f"partition {name}: backup cancelled during upload")
+        progress.bytes_done += count
+
+    try:
+        with open(object_path, "rb") as source:
+            store.put(
+                manifest.object_key, source, size=manifest.object_size_bytes,
+                crc32c=int(manifest.object_crc32c, 16), progress=uploaded,
+            )
+    except StoreError as err:
+        raise PartitionExportFailed(f"partition {name}: upload failed: {err}") from err
+    progress.bytes_done = manifest.object_size_bytes
+    progress.phase = "done"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return manifest

@@ -1,0 +1,255 @@
+"""engine._itemcodec: items to deterministic bytes and back (SPEC §2)."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+import pytest
+import reference_codecs as ref
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine import _itemcodec as ic
+
+# ---------------------------------------------------------------------------- strategies
+
+
+@st.composite
+def numbers(draw):
+    if draw(st.booleans()):
+        return draw(st.integers(-(2**70), 2**70))
+    ndigits = draw(st.integers(1, 38))
+    digits = [draw(st.integers(1, 9))] + draw(
+        st.lists(st.integers(0, 9), min_size=ndigits - 1, max_size=ndigits - 1)
+    )
+    sci = draw(st.integers(-130, 125))
+    return Decimal((draw(st.integers(0, 1)), tuple(digits), sci - ndigits + 1))
+
+
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)
+scalars = st.one_of(
+    texts,
+    numbers(),
+    st.binary(max_size=20),
+    st.booleans(),
+    st.none(),
+    st.sets(texts, min_size=1, max_size=5),
+    st.sets(numbers(), min_size=1, max_size=5),
+    st.sets(st.binary(max_size=8), min_size=1, max_size=5),
+)
+values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(names, children, max_size=4),
+    max_leaves=20,
+)
+items = st.dictionaries(names, values, max_size=8)
+
+
+def normalized(value):
+    """What decode_item returns for ``value``."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, Decimal)):
+        return ref.normalize_number(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (list, tuple)):
+        return [normalized(v) for v in value]
+    if isinstance(value, dict):
+        return {k: normalized(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return {normalized(v) for v in value}
+    return value
+
+
+def assert_same(got, expected, path="item"):
+    """Equality that also checks types (int vs Decimal vs bool, list vs tuple)."""
+    assert type(got) is type(expected), (path, got, expected)
+    if isinstance(got, dict):
+        assert list(sorted(got)) == list(sorted(expected)), path
+        for k in got:
+            assert_same(got[k], expected[k], f"{path}.{k}")
+    elif isinstance(got, list):
+        assert len(got) == len(expected), path
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            assert_same(a, b, f"{path}[{i}]")
+    elif isinstance(got, Decimal):
+        assert got.as_tuple() == expected.as_tuple(), path
+    else:
+        assert got == expected, path
+
+
+def shuffled(value, rng):
+    """The same value with every dict rebuilt in a random insertion order."""
+    if isinstance(value, dict):
+        keys = list(value)
+        rng.shuffle(keys)
+        return {k: shuffled(value[k], rng) for k in keys}
+    if isinstance(value, list):
+        return [shuffled(v, rng) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------- round trip
+
+
+@given(item=items)
+def test_round_trip(item):
+    encoded = ic.encode_item(item)
+    assert_same(ic.decode_item(encoded), normalized(item))
+    assert ic.decode_item(memoryview(encoded)) == item
+    assert ic.decode_item(bytearray(encoded)) == item
+
+
+@given(item=items)
+def test_matches_reference_encoder(item):
+    assert ic.encode_item(item) == ref.encode_item(item)
+
+
+@given(item=items, seed=st.integers(0, 2**32))
+def test_encoding_is_deterministic(item, seed):
+    encoded = ic.encode_item(item)
+    assert ic.encode_item(shuffled(item, random.Random(seed))) == encoded
+    # decoding and re-encoding is a fixed point
+    assert ic.encode_item(ic.decode_item(encoded)) == encoded
+
+
+@given(item=items, data=st.data())
+def test_projection(item, data):
+    wanted = data.draw(st.sets(st.sampled_from(sorted(item)) | names) if item else st.sets(names))
+    encoded = ic.encode_item(item)
+    expected = {k: v for k, v in item.items() if k in wanted}
+    assert ic.decode_item(encoded, wanted) == expected
+    assert ic.decode_item(encoded, frozenset(wanted)) == expected
+    assert ic.decode_item(encoded, list(wanted)) == expected
+
+
+def test_all_types_decode_to_the_documented_python_types():
+    item = {
+        "s": "text",
+        "e": "",
+        "n_int": Decimal("42.000"),
+        "n_dec": Decimal("-1.50"),
+        "big": 10**125,
+        "b": bytearray(b"\x00\x01"),
+        "mv": memoryview(b"abc"),
+        "t": True,
+        "f": False,
+        "null": None,
+        "ss": frozenset({"a", "b"}),
+        "ns": {1, Decimal("2.5"), -3},
+        "bs": {b"x", b""},
+        "l": (1, "two", [3]),
+        "m": {"z": {"y": {}}},
+    }
+    got = ic.decode_item(ic.encode_item(item))
+    assert got["n_int"] == 42 and type(got["n_int"]) is int
+    assert got["n_dec"].as_tuple() == Decimal("-1.5").as_tuple()
+    assert type(got["b"]) is bytes and got["mv"] == b"abc"
+    assert got["t"] is True and got["f"] is False and got["null"] is None
+    assert type(got["ss"]) is set and got["ss"] == {"a", "b"}
+    assert got["ns"] == {1, Decimal("2.5"), -3}
+    assert got["l"] == [1, "two", [3]] and got["m"] == {"z": {"y": {}}}
+    assert got["big"] == 10**125 and got["e"] == ""
+
+
+def test_bool_is_not_a_number():
+    encoded = ic.encode_item({"a": True, "b": 1})
+    got = ic.decode_item(encoded)
+    assert got["a"] is True and type(got["b"]) is int
+
+
+def test_equal_numbers_encode_identically():
+    forms = [1, Decimal("1"), Decimal("1.0"), Decimal("1E0"), Decimal("0.01E2")]
+    assert len({ic.encode_item({"n": v}) for v in forms}) == 1
+    assert len({ic.encode_item({"ns": {v, 2}}) for v in forms}) == 1
+
+
+def test_nesting_limit_is_32():
+    value = 1
+    for _ in range(32):
+        value = [value]
+    assert ic.decode_item(ic.encode_item({"a": value})) == {"a": value}
+    nested = {"k": 1}
+    for _ in range(31):
+        nested = {"k": nested}
+    assert ic.decode_item(ic.encode_item({"a": nested})) == {"a": nested}
+    with pytest.raises(ValueError, match=r"attribute 'a'(\[0\]){32}: nesting deeper than 32"):
+        ic.encode_item({"a": [value]})
+    with pytest.raises(ValueError, match="nesting deeper than 32"):
+        ic.encode_item({"a": {"k": nested}})
+    # hand-made bytes 33 lists deep are refused by the decoder too
+    crafted = bytes([1, 1, 1]) + b"a" + bytes([ref.T_L, 1]) * 33 + bytes([ref.T_NULL])
+    with pytest.raises(ValueError, match="nesting deeper than 32"):
+        ic.decode_item(crafted)
+
+
+# ---------------------------------------------------------------------------- rejections
+
+
+@pytest.mark.parametrize(
+    "item, error, match",
+    [
+        ({"tags": [1, 2, 1.5]}, TypeError, r"attribute 'tags'\[2\]: unsupported type float"),
+        ({"price": 1.5}, TypeError, r"attribute 'price': .*float"),
+        ({"a": {"b": [{"c": object()}]}}, TypeError, r"attribute 'a'\.'b'\[0\]\.'c': unsupported type object"),
+        ({"": 1}, ValueError, "item: empty attribute name"),
+        ({"m": {"": 1}}, ValueError, "attribute 'm': empty attribute name"),
+        ({"m": {1: 1}}, TypeError, "attribute 'm': attribute names must be str, got int"),
+        ({"n": Decimal("NaN")}, ValueError, "attribute 'n': NaN"),
+        ({"n": Decimal("-Infinity")}, ValueError, "attribute 'n': -Infinity"),
+        ({"n": int("9" * 39)}, ValueError, "attribute 'n': number has 39 significant digits"),
+        ({"n": Decimal("1E+126")}, ValueError, "attribute 'n': .*out of range"),
+        ({"n": Decimal("1E-131")}, ValueError, "attribute 'n': .*out of range"),
+        ({"l": [[Decimal("1E-200")]]}, ValueError, r"attribute 'l'\[0\]\[0\]: .*out of range"),
+        ({"s": set()}, ValueError, "attribute 's': empty sets are not allowed"),
+        ({"s": frozenset()}, ValueError, "attribute 's': empty sets are not allowed"),
+        ({"s": {"a", 1}}, TypeError, "attribute 's': "),
+        ({"s": {2, True}}, TypeError, r"attribute 's': .*bool"),
+        ({"s": {1.5}}, TypeError, "attribute 's': unsupported set member type float"),
+        ({"s": {(1, 2)}}, TypeError, "attribute 's': unsupported set member type tuple"),
+        ({"s": {1, Decimal("NaN")}}, ValueError, "attribute 's': NaN"),
+        ({"x": "\ud800"}, ValueError, "attribute 'x': .*surrogate"),
+    ],
+)
+def test_rejections_name_the_path(item, error, match):
+    with pytest.raises(error, match=match):
+        ic.encode_item(item)
+
+
+def test_not_a_dict():
+    with pytest.raises(TypeError, match="must be a dict"):
+        ic.encode_item([("a", 1)])
+
+
+@given(item=items.filter(bool))
+def test_truncation_and_trailing_bytes_raise(item):
+    encoded = ic.encode_item(item)
+    for cut in range(len(encoded)):
+        with pytest.raises(ValueError, match="malformed item"):
+            ic.decode_item(encoded[:cut])
+    with pytest.raises(ValueError, match="trailing"):
+        ic.decode_item(encoded + b"\x00")
+
+
+@given(data=st.binary(max_size=40))
+def test_decoding_garbage_raises_value_error_only(data):
+    try:
+        item = ic.decode_item(b"\x01" + data)
+    except ValueError:
+        return
+    assert isinstance(item, dict)
+
+
+def test_unknown_format_version():
+    with pytest.raises(ValueError, match="format version"):
+        ic.decode_item(b"\x02\x00")
+    with pytest.raises(ValueError, match="format version"):
+        ic.decode_item(b"")
+
+
+def test_public_names():
+    assert callable(ic.encode_item) and callable(ic.decode_item)
+    assert ic.FORMAT_VERSION == 1 and ic.MAX_DEPTH == 32
