@@ -42,7 +42,8 @@ cdef inline str _num_msg(object what, str message):
 cdef inline object _num_range_error(object what, int neg, const char *digits, int ndig, long exp):
     return ValueError(_num_msg(what,
         f"number {'-' if neg else ''}{digits[:ndig].decode('ascii')}E{exp} is out of "
-        f"range; DynamoDB numbers have magnitude 1E-130 to 9.9999999999999999999999999999999999999E+125"))
+        f"range; DynamoDB numbers have magnitude 1E-130 to "
+        f"9.9999999999999999999999999999999999999E+125"))
 
 
 cdef inline int num_pack(uint8_t *out, int neg, const char *digits, int ndig, long exp,
@@ -61,7 +62,8 @@ cdef inline int num_pack(uint8_t *out, int neg, const char *digits, int ndig, lo
         ndig -= 1
         exp += 1
     if ndig > NUM_MAX_DIGITS:
-        raise ValueError(_num_msg(what, f"number has {ndig} significant digits; DynamoDB allows at most 38"))
+        raise ValueError(_num_msg(
+            what, f"number has {ndig} significant digits; DynamoDB allows at most 38"))
     sci = exp + ndig - 1
     if sci < NUM_MIN_EXP or sci > NUM_MAX_EXP:
         raise _num_range_error(what, neg, digits, ndig, exp)
@@ -105,14 +107,16 @@ cdef inline int num_encode(uint8_t *out, object value, object what, object Decim
             return num_pack(out, neg, buf + i + 1, 31 - i, 0, what)
         return _num_encode_bigint(out, value, what)
     if isinstance(value, bool):
-        raise TypeError(_num_msg(what, f"expected a number (int or Decimal), got bool"))
+        raise TypeError(_num_msg(what, "expected a number (int or Decimal), got bool"))
     if isinstance(value, int):
         return _num_encode_bigint(out, int(value), what)
     if isinstance(value, Decimal):
         return _num_encode_decimal(out, value, what)
     if isinstance(value, float):
-        raise TypeError(_num_msg(what, f"float is not allowed for numbers (inexact); use int or decimal.Decimal"))
-    raise TypeError(_num_msg(what, f"expected a number (int or Decimal), got {type(value).__name__}"))
+        raise TypeError(_num_msg(
+            what, "float is not allowed for numbers (inexact); use int or decimal.Decimal"))
+    raise TypeError(_num_msg(
+        what, f"expected a number (int or Decimal), got {type(value).__name__}"))
 
 
 cdef inline int _num_encode_bigint(uint8_t *out, object value, object what) except -1:
@@ -136,7 +140,8 @@ cdef inline int _num_encode_decimal(uint8_t *out, object value, object what) exc
     cdef Py_ssize_t count
     cdef long exp
     if not value.is_finite():
-        raise ValueError(_num_msg(what, f"{value} is not a number DynamoDB can store (NaN/Infinity)"))
+        raise ValueError(_num_msg(
+            what, f"{value} is not a number DynamoDB can store (NaN/Infinity)"))
     sign, digits, exponent = value.as_tuple()
     neg = sign == 1
     count = len(digits)
@@ -152,7 +157,8 @@ cdef inline int _num_encode_decimal(uint8_t *out, object value, object what) exc
     ndig = last - first
     exp = exponent + (count - last)
     if ndig > NUM_MAX_DIGITS:
-        raise ValueError(_num_msg(what, f"number has {ndig} significant digits; DynamoDB allows at most 38"))
+        raise ValueError(_num_msg(
+            what, f"number has {ndig} significant digits; DynamoDB allows at most 38"))
     for i in range(ndig):
         buf[i] = <char>(48 + <int>digits[first + i])
     return num_pack(out, neg, buf, ndig, exp, what)

@@ -305,16 +305,19 @@ cdef int _enc_set(Enc *e, object s) except -1:
             spans[i].off = e.len
             if tag == T_SS:
                 if not isinstance(member, str):
-                    raise TypeError(f"string set (SS) holds a member of type {type(member).__name__}")
+                    raise TypeError(
+                        f"string set (SS) holds a member of type {type(member).__name__}")
                 p = PyUnicode_AsUTF8AndSize(member, &plen)
                 _put_lp(e, p, plen)
             elif tag == T_NS:
                 if isinstance(member, bool) or not isinstance(member, (int, _Decimal)):
-                    raise TypeError(f"number set (NS) holds a member of type {type(member).__name__}")
+                    raise TypeError(
+                        f"number set (NS) holds a member of type {type(member).__name__}")
                 _put_number(e, member)
             else:
                 if not isinstance(member, (bytes, bytearray, memoryview)):
-                    raise TypeError(f"binary set (BS) holds a member of type {type(member).__name__}")
+                    raise TypeError(
+                        f"binary set (BS) holds a member of type {type(member).__name__}")
                 PyObject_GetBuffer(member, &view, PyBUF_SIMPLE)
                 try:
                     _put_lp(e, <const char *>view.buf, view.len)

@@ -22,9 +22,9 @@ another, so ``enc(a) + x`` orders by a first whatever ``x`` is. (The escape byte
 above the terminator's 0x01, so "ab" < "ab\\0" even with a suffix.) Tags are chosen so that
 B < N < S, which only matters for keys of different types and never within a table.
 
-Limits (DynamoDB's): S and B keys must not be empty and their UTF-8 / raw length must not
-exceed ``max_len`` (2048 for partition keys, 1024 for sort keys; the caller passes it); N
-keys have at most 38 significant digits and magnitude 1E-130 .. 9.99..E+125. Violations
+Limits (DynamoDB's): S and B keys must not be empty and their UTF-8 / raw length (not the
+escaped length) must not exceed ``max_len`` (2048 for partition keys, 1024 for sort keys;
+``storage_key`` applies both, ``encode_key`` takes ``max_len``, default 2048); N keys have at most 38 significant digits and magnitude 1E-130 .. 9.99..E+125. Violations
 raise ``ValueError`` (``TypeError`` for a value of the wrong Python type: float and bool are
 never numbers) with a message naming the problem.
 
@@ -35,6 +35,9 @@ Storage keys (SPEC §3)::
 
 ``enc(sk)`` is absent for tables without a sort key; passing ``sk_value=None`` also gives
 the prefix shared by every item of that partition key, which is what a Query scans.
+
+``encode_key_prefix(value, key_type)`` (S and B only) is ``enc(value)`` without the
+terminator: every key whose value starts with ``value`` starts with it (``begins_with``).
 
 ``hash64(data)`` is XXH64 with seed 0 -- the partition hash. It is part of the on-disk and
 backup format: stable across versions, platforms and byte orders; never change it.
@@ -277,16 +280,19 @@ def encode_key_prefix(value, key_type, *, Py_ssize_t max_len=2048):
             raise TypeError(f"prefix of type S must be str, got {type(value).__name__}")
         s = PyUnicode_AsUTF8AndSize(value, &n)
         if n > max_len:
-            raise ValueError(f"prefix of type S is {n} bytes in UTF-8; the limit is {max_len} bytes")
+            raise ValueError(
+                f"prefix of type S is {n} bytes in UTF-8; the limit is {max_len} bytes")
         enc = _escape(_TAG_S, <const uint8_t *>s, n)
     elif key_type == _TYPE_B:
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(
-                f"prefix of type B must be bytes, bytearray or memoryview, got {type(value).__name__}")
+                "prefix of type B must be bytes, bytearray or memoryview, "
+                f"got {type(value).__name__}")
         PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
         try:
             if view.len > max_len:
-                raise ValueError(f"prefix of type B is {view.len} bytes; the limit is {max_len} bytes")
+                raise ValueError(
+                    f"prefix of type B is {view.len} bytes; the limit is {max_len} bytes")
             enc = _escape(_TAG_B, <const uint8_t *>view.buf, view.len)
         finally:
             PyBuffer_Release(&view)

@@ -48,7 +48,13 @@ def _build_export(directory: Path) -> Path:
     live = directory / "live"
     env = lmdb.open(str(live), subdir=True, max_dbs=4, map_size=4 * TARGET_MIB << 20)
     items_db, meta_db = env.open_db(b"items"), env.open_db(b"meta")
-    while os.path.getsize(live / "data.mdb") < TARGET_MIB << 20:
+    def used_bytes() -> int:  # what the compacted copy will hold (free pages dropped)
+        with env.begin() as txn:
+            stat = txn.stat(items_db)
+        pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        return pages * stat["psize"]
+
+    while used_bytes() < TARGET_MIB << 20:
         with env.begin(write=True) as txn:
             for _ in range(50_000):
                 key = rnd.getrandbits(64).to_bytes(8, "big") + b"user#%08d" % rnd.randrange(

@@ -20,7 +20,9 @@ def numbers(draw):
     """Any DynamoDB number: int or Decimal, 1..38 significant digits, E in [-130, 125]."""
     kind = draw(st.sampled_from(["small", "int", "decimal", "decimal", "zero"]))
     if kind == "zero":
-        return draw(st.sampled_from([0, Decimal(0), Decimal("-0"), Decimal("0E-10"), Decimal("0.000")]))
+        return draw(
+            st.sampled_from([0, Decimal(0), Decimal("-0"), Decimal("0E-10"), Decimal("0.000")])
+        )
     if kind == "small":
         return draw(st.integers(-(2**64), 2**64))
     ndigits = draw(st.integers(1, 38))
@@ -37,9 +39,7 @@ def numbers(draw):
     return value
 
 
-valid_strings = st.text(
-    st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30
-)
+valid_strings = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
 blobs = st.binary(min_size=1, max_size=30) | st.builds(
     lambda n, tail: b"\x00" * n + tail, st.integers(1, 4), st.binary(max_size=3)
 )
@@ -161,7 +161,10 @@ def test_normalization(values):
 
 
 def test_number_decodes_to_int_or_normalized_decimal():
-    assert kc.decode_key(kc.encode_key(Decimal("12.500"), "N"))[0].as_tuple() == Decimal("12.5").as_tuple()
+    assert (
+        kc.decode_key(kc.encode_key(Decimal("12.500"), "N"))[0].as_tuple()
+        == Decimal("12.5").as_tuple()
+    )
     assert type(kc.decode_key(kc.encode_key(Decimal("1E+20"), "N"))[0]) is int
     assert kc.decode_key(kc.encode_key(Decimal("-1E+125"), "N"))[0] == -(10**125)
     assert kc.decode_key(kc.encode_key(2**63, "N"))[0] == 2**63
@@ -249,9 +252,20 @@ def test_decoding_garbage_raises_value_error_only(data):
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x09", b"\x03ab", b"\x03a\x00", b"\x03a\x00\x02", b"\x02", b"\x02\x04",
-     b"\x02\x03\x82", b"\x02\x03\x82\x01", b"\x02\x03\x82\x00", b"\x02\x03\x82\xfa",
-     b"\x03\xff\x00\x01"],
+    [
+        b"",
+        b"\x09",
+        b"\x03ab",
+        b"\x03a\x00",
+        b"\x03a\x00\x02",
+        b"\x02",
+        b"\x02\x04",
+        b"\x02\x03\x82",
+        b"\x02\x03\x82\x01",
+        b"\x02\x03\x82\x00",
+        b"\x02\x03\x82\xfa",
+        b"\x03\xff\x00\x01",
+    ],
 )
 def test_malformed_keys(data):
     with pytest.raises(ValueError):
@@ -354,6 +368,13 @@ def test_encode_key_prefix_brackets_begins_with(value, cut, rest):
 
 
 def test_public_names():
-    for name in ("encode_key", "decode_key", "encode_key_prefix", "hash64", "storage_key",
-                 "split_storage_key", "hash_prefix_of"):
+    for name in (
+        "encode_key",
+        "decode_key",
+        "encode_key_prefix",
+        "hash64",
+        "storage_key",
+        "split_storage_key",
+        "hash_prefix_of",
+    ):
         assert callable(getattr(kc, name)), name

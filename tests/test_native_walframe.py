@@ -312,9 +312,17 @@ def test_batch_in_a_record_round_trip():
 
 def test_public_names():
     for name in (
-        "crc32c", "frame_record", "frame_records", "scan_records", "encode_ops",
-        "decode_ops", "HEADER_SIZE", "MAX_PAYLOAD", "OP_PUT", "OP_DELETE", "HARDWARE_CRC",
+        "crc32c",
+        "frame_record",
+        "frame_records",
+        "scan_records",
+        "encode_ops",
+        "decode_ops",
+        "HEADER_SIZE",
+        "MAX_PAYLOAD",
+        "OP_PUT",
+        "OP_DELETE",
+        "HARDWARE_CRC",
     ):
         assert hasattr(wf, name), name
     assert wf.HEADER_SIZE == 16 and wf.OP_PUT == 1 and wf.OP_DELETE == 2
-

@@ -80,7 +80,8 @@ def verify_partition_object(
         try:
             stream = open(source, "rb")
         except FileNotFoundError:
-            return VerifyResult("missing", f"partition object {source_name} does not exist",
+            return VerifyResult("missing", f"partition {expected.partition_id}: object "
+                                f"{source_name} does not exist",
                                 source_name, expected.partition_id)
         with stream:
             return _verify_stream(stream, expected, Path(work_dir), source_name)
@@ -113,11 +114,12 @@ def _verify_stream(stream: BinaryIO, expected: PartitionManifest, work_dir: Path
     def physical_problem() -> VerifyResult | None:
         if counted.size_bytes != expected.object_size_bytes:
             return result("size_invalid",
-                          f"partition object {source_name} is {counted.size_bytes} bytes, "
+                          f"partition {expected.partition_id}: object {source_name} is "
+                          f"{counted.size_bytes} bytes, "
                           f"the manifest says {expected.object_size_bytes}")
         if counted.crc32c_hex != expected.object_crc32c:
             return result("checksum_mismatch",
-                          f"partition object {source_name} has CRC32C "
+                          f"partition {expected.partition_id}: object {source_name} has CRC32C "
                           f"{counted.crc32c_hex}, the manifest says {expected.object_crc32c}")
         return None
 
