@@ -87,12 +87,15 @@ def read_applied_lsn(env, meta_db) -> int:
 
 
 def apply_records(
-    env, items_db, meta_db, records: Iterable[tuple[int, bytes]], *, source: str
+    env, items_db, meta_db, records: Iterable[tuple[int, bytes]], *, source: str,
+    key_range: tuple[bytes, bytes | None] | None = None,
 ) -> int:
     """Apply WAL records to an environment in batched transactions; returns the last LSN.
 
     Each transaction stores the LSN of its last record as ``applied_lsn`` together with
-    the data, so a crash mid-way leaves a consistent prefix (SPEC §4).
+    the data, so a crash mid-way leaves a consistent prefix (SPEC §4). ``key_range``
+    ``(lo, hi)`` (``hi=None``: +inf) applies only the operations on keys inside it — the
+    catch-up of one half of a split (SPEC §10).
     """
     last_lsn = None
     iterator = iter(records)
@@ -108,6 +111,9 @@ def apply_records(
                     raise CorruptionError(
                         f"WAL record {lsn} does not decode: {err}", partition=source
                     ) from err
+                if key_range is not None:
+                    lo, hi = key_range
+                    ops = [op for op in ops if lo <= op[1] and (hi is None or op[1] < hi)]
                 _apply_ops(txn, items_db, ops)
                 last_lsn = lsn
             txn.put(APPLIED_LSN_KEY, last_lsn.to_bytes(8, "big"), db=meta_db)
@@ -119,6 +125,14 @@ def _apply_ops(txn, items_db, ops: Iterable[Op]) -> None:
             txn.put(key, value, db=items_db)
         else:
             txn.delete(key, db=items_db)
+
+
+class PartitionRetired(Exception):
+    """Internal signal: this partition was replaced by a split, merge or move (SPEC §10).
+
+    Raised by :meth:`Partition.write` to a writer that waited on the write lock of a
+    partition retired meanwhile; :class:`~engine.table.Table` re-routes and retries.
+    """
 
 
 class Partition:
@@ -143,6 +157,7 @@ class Partition:
         self._holds: dict[int, int] = {}  # hold id -> oldest LSN it still needs
         self._hold_ids = itertools.count(1)
         self._closed = False
+        self._retired = False  # set under the write lock by engine.repartition
         self.env, self.items_db, self.meta_db = open_environment(
             self.directory / "lmdb", map_size=map_size
         )
@@ -166,6 +181,8 @@ class Partition:
         operations form one WAL record: all of them or none survive a crash.
         """
         with self._write_lock:
+            if self._retired:
+                raise PartitionRetired(self.name)
             self._check_open()
             txn = self.env.begin(write=True, db=self.items_db)
             try:

@@ -13,7 +13,7 @@ from typing import Any
 from . import _itemcodec
 from .errors import ValidationException
 from .keys import KeySchema
-from .partition import OP_DELETE, OP_PUT, Partition
+from .partition import OP_DELETE, OP_PUT, Partition, PartitionRetired
 from .partition_map import PartitionInterval, PartitionMap
 from .updates import apply_update, check_condition
 
@@ -101,6 +101,15 @@ class Table:
         pmap, partitions = self._routing
         return partitions[pmap.index_for(storage_key)]
 
+    def _write(self, storage_key: bytes, plan) -> Any:
+        """Write through the partition owning ``storage_key``; if a split, merge or move
+        retired it while we waited for its lock, route again (SPEC §10)."""
+        while True:
+            try:
+                return self._partition_for(storage_key).write(plan)
+            except PartitionRetired:
+                continue
+
     # ------------------------------------------------------------------ single items
     def put_item(
         self, item: dict, condition: Sequence | None = None, return_values: str = "NONE"
@@ -119,7 +128,7 @@ class Table:
                 )
             return [(OP_PUT, storage_key, encoded)], old_raw
 
-        old_raw = self._partition_for(storage_key).write(plan)
+        old_raw = self._write(storage_key, plan)
         if return_values == "ALL_OLD" and old_raw is not None:
             return decode_item(old_raw)
         return None
@@ -147,7 +156,7 @@ class Table:
                 return [], None
             return [(OP_DELETE, storage_key, None)], old_raw
 
-        old_raw = self._partition_for(storage_key).write(plan)
+        old_raw = self._write(storage_key, plan)
         if return_values == "ALL_OLD" and old_raw is not None:
             return decode_item(old_raw)
         return None
@@ -171,7 +180,7 @@ class Table:
             encoded = encode_item(new, table=self.name)
             return [(OP_PUT, storage_key, encoded)], (old, encoded, touched)
 
-        old, encoded, touched = self._partition_for(storage_key).write(plan)
+        old, encoded, touched = self._write(storage_key, plan)
         if return_values == "NONE":
             return None
         if return_values == "ALL_OLD":
@@ -213,7 +222,23 @@ class Table:
         if len(seen) != count:
             raise ValidationException("Provided list of item keys contains duplicates")
         for index, ops in by_partition.items():
-            partitions[index].write(lambda get, ops=ops: (ops, None))
+            try:
+                partitions[index].write(lambda get, ops=ops: (ops, None))
+            except PartitionRetired:
+                self._write_regrouped(ops)
+
+    def _write_regrouped(self, ops: list) -> None:
+        """Write ops whose partition was retired meanwhile: they may now span two
+        partitions, each written atomically as one record (SPEC §10)."""
+        pmap, partitions = self._routing
+        groups: dict[int, list] = {}
+        for op in ops:
+            groups.setdefault(pmap.index_for(op[1]), []).append(op)
+        for index, group in groups.items():
+            try:
+                partitions[index].write(lambda get, group=group: (group, None))
+            except PartitionRetired:
+                self._write_regrouped(group)
 
     def batch_get(self, keys: Iterable[dict], projection: Iterable[str] | None = None) -> list[dict]:
         """The items that exist among ``keys`` (missing keys are left out)."""

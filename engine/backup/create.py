@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -151,9 +151,12 @@ class BackupRun:
             }
             manifests = {}
             failure: BaseException | None = None
-            for pid, future in futures.items():
+            pids = {future: pid for pid, future in futures.items()}
+            # In completion order: the first partition to fail names the reason and stops
+            # the others at once, instead of after the ones submitted before it.
+            for future in as_completed(pids):
                 try:
-                    manifests[pid] = future.result()
+                    manifests[pids[future]] = future.result()
                 except BaseException as err:  # noqa: BLE001 - first failure cancels the rest
                     if failure is None:
                         failure = err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,11 @@ from .package import package_partition_to_file
 from .verify import verify_packaged_file
 
 DEFAULT_EXPORT_ATTEMPTS = 3
+#: Whole-object upload attempts on top of the store's own per-request/part retries: a
+#: server that drops a multipart upload (rclone after a BadDigest part) or restarts
+#: only gets a fresh upload this way. Delay doubles per attempt.
+DEFAULT_UPLOAD_ATTEMPTS = 3
+UPLOAD_RETRY_DELAY_SECONDS = 1.0
 
 
 @dataclass
@@ -107,22 +113,47 @@ def export_partition(
     object_path, manifest = packaged
     progress.phase = "uploading"
     progress.bytes_total = manifest.object_size_bytes
-    progress.bytes_done = 0
+    _upload(store, object_path, manifest, progress, name, cancelled)
+    progress.bytes_done = manifest.object_size_bytes
+    progress.phase = "done"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return manifest
+
+
+def _upload(
+    store: ObjectStore,
+    object_path: Path,
+    manifest: PartitionManifest,
+    progress: PartitionProgress,
+    name: str,
+    cancelled: Callable[[], bool],
+) -> None:
+    """``store.put`` the verified object, retrying the whole upload on a store failure.
+
+    The store verifies the bytes it reads against ``object_crc32c`` (taken while
+    packaging), so a staged file damaged after verification fails the put with
+    ``ChecksumMismatchError`` and nothing is stored under the key.
+    """
 
     def uploaded(count: int) -> None:
         if cancelled():
             raise PartitionExportFailed(f"partition {name}: backup cancelled during upload")
         progress.bytes_done += count
 
-    try:
-        with open(object_path, "rb") as source:
-            store.put(
-                manifest.object_key, source, size=manifest.object_size_bytes,
-                crc32c=int(manifest.object_crc32c, 16), progress=uploaded,
-            )
-    except StoreError as err:
-        raise PartitionExportFailed(f"partition {name}: upload failed: {err}") from err
-    progress.bytes_done = manifest.object_size_bytes
-    progress.phase = "done"
-    shutil.rmtree(work_dir, ignore_errors=True)
-    return manifest
+    delay = UPLOAD_RETRY_DELAY_SECONDS
+    for attempt in range(1, DEFAULT_UPLOAD_ATTEMPTS + 1):
+        progress.bytes_done = 0
+        try:
+            store.put_file(manifest.object_key, object_path,
+                           size=manifest.object_size_bytes,
+                           crc32c=int(manifest.object_crc32c, 16), progress=uploaded)
+            return
+        except (StoreError, OSError) as err:
+            progress.problems.append(f"upload attempt {attempt}: {type(err).__name__}: {err}")
+            if attempt == DEFAULT_UPLOAD_ATTEMPTS or cancelled():
+                raise PartitionExportFailed(
+                    f"partition {name}: upload to {store.url} failed after {attempt} "
+                    f"attempt(s): {type(err).__name__}: {err}"
+                ) from err
+        time.sleep(delay)
+        delay *= 2

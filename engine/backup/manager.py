@@ -80,6 +80,27 @@ class BackupManager:
                 self._delete_objects_and_record(record["backup_id"])
             elif status == "CREATING":
                 self._recover_creating(record)
+            elif status == "FAILED" and record.get("cleanup_pending"):
+                self._clean_up_failed(record["backup_id"])
+
+    def _clean_up_failed(self, backup_id: str) -> bool:
+        """Remove a FAILED backup's objects (SPEC §6: objects without a manifest are not a
+        backup and are cleaned up); on a store error keep ``cleanup_pending`` for later."""
+        try:
+            self.store.delete_prefix(f"{backup_id}/")
+        except StoreError:
+            pending = True
+        else:
+            pending = False
+
+        def change(record):
+            if record is None:
+                return None
+            record["cleanup_pending"] = pending
+            return record
+
+        self.catalog.update("backup", backup_id, change)
+        return not pending
 
     def _recover_creating(self, record: dict) -> None:
         backup_id = record["backup_id"]
@@ -179,10 +200,10 @@ class BackupManager:
             if run._closing:
                 pass  # shutdown: the record stays CREATING and resumes on the next open
             else:
-                try:
-                    self.store.delete_prefix(f"{run.backup_id}/")
-                except StoreError:
-                    pass  # recover() on the next open retries the cleanup
+                # Objects first, so a FAILED backup never shows leftovers; if the store is
+                # unreachable, cleanup_pending stays set and recover() (the next open) or
+                # delete_backup retries it.
+                self._clean_up_failed(run.backup_id)
                 self._mark_failed(run.backup_id, f"{type(err).__name__}: {err}")
         else:
             self._mark_available(run.backup_id, manifest)

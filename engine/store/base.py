@@ -20,6 +20,7 @@ import abc
 import base64
 import datetime as _dt
 import io
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -297,6 +298,24 @@ class ObjectStore(abc.ABC):
         called from the calling thread with byte increments that add up to the size.
         Returns the stored object's info, with ``crc32c`` set.
         """
+
+    def put_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        size: int | None = None,
+        crc32c: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ObjectInfo:
+        """:meth:`put` the contents of the local file ``path``; same contract and errors.
+
+        The caller promises not to modify ``path`` afterwards (it may delete it): a
+        backend may take the file over instead of copying it (LocalStore hard-links it
+        when it is on the same filesystem). This default streams it through :meth:`put`.
+        """
+        with open(path, "rb") as source:
+            return self.put(key, source, size=size, crc32c=crc32c, progress=progress)
 
     @abc.abstractmethod
     def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes:
