@@ -37,7 +37,12 @@ attribute path in the message, e.g. ``attribute 'tags'[2]: unsupported type floa
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport (
+    PyBytes_AS_STRING,
+    PyBytes_CheckExact,
+    PyBytes_FromStringAndSize,
+    PyBytes_GET_SIZE,
+)
 from cpython.dict cimport PyDict_New, PyDict_Next, PyDict_SetItem, PyDict_Size
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.object cimport PyObject
@@ -590,11 +595,49 @@ cdef int _skip_value(Dec *d, int depth) except -1:
     return 0
 
 
+cdef extern from "Python.h":
+    int PyUnicode_IS_COMPACT_ASCII(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    void *PyUnicode_DATA(object o)
+    void Py_XDECREF(PyObject *o)
+
+# Attribute names repeat in every item: decoding them is a large share of a scan. A small
+# direct-mapped cache of ASCII names (strong references, replaced on collision) turns most
+# name decodes into a hash and a memcmp. Only touched with the GIL held.
+DEF _NAME_CACHE_SLOTS = 4096
+DEF _NAME_CACHE_MAX_LEN = 64
+cdef PyObject *_name_cache[_NAME_CACHE_SLOTS]
+
+
+cdef inline object _get_name(Dec *d):
+    cdef size_t n = _get_len(d), i
+    cdef const uint8_t *s = d.p + d.pos
+    cdef uint64_t h = 1469598103934665603ULL
+    cdef PyObject *cached
+    if n > _NAME_CACHE_MAX_LEN:
+        return _get_str(d)
+    for i in range(n):
+        h = (h ^ s[i]) * 1099511628211ULL
+    cached = _name_cache[h & (_NAME_CACHE_SLOTS - 1)]
+    if cached != NULL:
+        name = <object>cached
+        if PyUnicode_GET_LENGTH(name) == <Py_ssize_t>n and memcmp(PyUnicode_DATA(name), s, n) == 0:
+            d.pos += n
+            return name
+    name = PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
+    d.pos += n
+    if PyUnicode_IS_COMPACT_ASCII(name):
+        Py_INCREF(name)
+        Py_XDECREF(cached)
+        _name_cache[h & (_NAME_CACHE_SLOTS - 1)] = <PyObject *>name
+    return name
+
+
 cdef object _dec_map_body(Dec *d, int depth, object projection):
     cdef size_t count = _get_count(d), i
     cdef dict result = PyDict_New()
     for i in range(count):
-        name = _get_str(d)
+        name = _get_name(d)
         if projection is not None and name not in projection:
             _skip_value(d, depth)
             continue
@@ -602,30 +645,66 @@ cdef object _dec_map_body(Dec *d, int depth, object projection):
     return result
 
 
+cdef object _decode_buffer(const uint8_t *p, size_t n, object projection):
+    cdef Dec d
+    d.p = p
+    d.n = n
+    d.pos = 0
+    if d.n == 0 or d.p[0] != _VERSION:
+        raise ValueError(
+            "malformed item: unknown format version byte "
+            f"{'(empty)' if d.n == 0 else hex(d.p[0])}")
+    d.pos = 1
+    try:
+        result = _dec_map_body(&d, 0, projection)
+    except ValueError as err:
+        if str(err).startswith("malformed item"):
+            raise
+        raise _malformed(&d, str(err)) from err     # a bad number or bad UTF-8
+    if d.pos != d.n:
+        raise _malformed(&d, f"{d.n - d.pos} trailing bytes")
+    return result
+
+
 def decode_item(data, projection=None):
     """Decode an item; with ``projection`` (top-level names) skip every other attribute."""
     cdef Py_buffer view
-    cdef Dec d
     if projection is not None and not isinstance(projection, (set, frozenset, dict)):
         projection = frozenset(projection)
+    if PyBytes_CheckExact(data):
+        return _decode_buffer(<const uint8_t *>PyBytes_AS_STRING(data),
+                              <size_t>PyBytes_GET_SIZE(data), projection)
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
-        d.p = <const uint8_t *>view.buf
-        d.n = <size_t>view.len
-        d.pos = 0
-        if d.n == 0 or d.p[0] != _VERSION:
-            raise ValueError(
-                "malformed item: unknown format version byte "
-                f"{'(empty)' if d.n == 0 else hex(d.p[0])}")
-        d.pos = 1
-        try:
-            result = _dec_map_body(&d, 0, projection)
-        except ValueError as err:
-            if str(err).startswith("malformed item"):
-                raise
-            raise _malformed(&d, str(err)) from err     # a bad number or bad UTF-8
-        if d.pos != d.n:
-            raise _malformed(&d, f"{d.n - d.pos} trailing bytes")
+        return _decode_buffer(<const uint8_t *>view.buf, <size_t>view.len, projection)
     finally:
         PyBuffer_Release(&view)
+
+
+def decode_items(values, Py_ssize_t max_count, projection=None):
+    """Decode up to ``max_count`` encoded items taken from the iterator ``values``.
+
+    The scan loop: one call per chunk instead of one Python-level call per item.
+    Returns a list (empty when ``values`` is exhausted).
+    """
+    cdef list result = []
+    cdef Py_ssize_t taken = 0
+    cdef Py_buffer view
+    if projection is not None and not isinstance(projection, (set, frozenset, dict)):
+        projection = frozenset(projection)
+    while taken < max_count:
+        data = next(values, None)
+        if data is None:
+            break
+        if PyBytes_CheckExact(data):
+            result.append(_decode_buffer(<const uint8_t *>PyBytes_AS_STRING(data),
+                                         <size_t>PyBytes_GET_SIZE(data), projection))
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            try:
+                result.append(_decode_buffer(<const uint8_t *>view.buf, <size_t>view.len,
+                                             projection))
+            finally:
+                PyBuffer_Release(&view)
+        taken += 1
     return result

@@ -47,6 +47,9 @@ class KeySchema:
     sort_type: str | None = None
     hashed: bool = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_key_count", 1 if self.sort_name is None else 2)
+
     @classmethod
     def build(cls, partition_key: Any, sort_key: Any, partitioning: str) -> KeySchema:
         pk_name, pk_type = _check_key_definition(partition_key, "partition_key")
@@ -118,7 +121,30 @@ class KeySchema:
                 f"One or more parameter values were invalid: key attribute {which}: {err}"
             ) from err
 
+    def _fast_key(self, values: dict) -> bytes | None:
+        """The storage key via the native codec alone, or None to take the checked path
+        (which produces the precise error message). Hot: every get and put comes here."""
+        pk_value = values.get(self.partition_name)
+        if pk_value is None:
+            return None
+        sort_name = self.sort_name
+        try:
+            if sort_name is None:
+                return _keycodec.storage_key(self.hashed, pk_value, self.partition_type, None, None)
+            sk_value = values.get(sort_name)
+            if sk_value is None:
+                return None
+            return _keycodec.storage_key(
+                self.hashed, pk_value, self.partition_type, sk_value, self.sort_type
+            )
+        except (ValueError, TypeError, OverflowError):
+            return None
+
     def key_of_item(self, item: dict) -> bytes:
+        if type(item) is dict:
+            storage_key = self._fast_key(item)
+            if storage_key is not None:
+                return storage_key
         if not isinstance(item, dict):
             raise ValidationException(f"an item must be a dict, got {type(item).__name__}")
         return self.storage_key(
@@ -128,6 +154,10 @@ class KeySchema:
 
     def key_of(self, key: dict) -> bytes:
         """The storage key for a key dict holding exactly the key attributes."""
+        if type(key) is dict and len(key) == self._key_count:
+            storage_key = self._fast_key(key)
+            if storage_key is not None:
+                return storage_key
         if not isinstance(key, dict):
             raise ValidationException(f"a key must be a dict, got {type(key).__name__}")
         if set(key) != set(self.names):

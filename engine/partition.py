@@ -48,6 +48,7 @@ META_DB = b"meta"
 APPLIED_LSN_KEY = b"applied_lsn"
 DEFAULT_MAP_SIZE = 16 << 30  # 16 GiB of address space; the file grows only as needed
 REPLAY_RECORDS_PER_TXN = 4096
+WRITEMAP = False  # writemap: sparse map-sized files and no faster commits with the WAL fsyncs
 
 #: An operation in a WAL record: (OP_PUT, key, value) or (OP_DELETE, key, None).
 Op = tuple[int, bytes, "bytes | None"]
@@ -70,6 +71,7 @@ def open_environment(path: Path, *, map_size: int = DEFAULT_MAP_SIZE, readonly: 
         metasync=False,
         readonly=readonly,
         lock=not readonly,
+        writemap=WRITEMAP and not readonly,
     )
     if readonly:
         items = env.open_db(ITEMS_DB, create=False)
@@ -173,6 +175,22 @@ class Partition:
 
     # ------------------------------------------------------------------ writes
     def write(self, plan: Callable[[Callable[[bytes], bytes | None]], tuple[list[Op], Any]]) -> Any:
+        """Run ``plan`` under the write lock, commit its operations, return once durable."""
+        result, lsn, rolled = self.write_nowait(plan)
+        if lsn is not None:
+            self.finish_write(lsn, rolled)
+        return result
+
+    def finish_write(self, lsn: int, rolled: bool) -> None:
+        """Wait until record ``lsn`` is durable (sync policy), then checkpoint if the WAL
+        rolled over. The second half of :meth:`write_nowait`."""
+        self.wal.wait_durable(lsn)
+        if rolled:
+            self.checkpoint()
+
+    def write_nowait(
+        self, plan: Callable[[Callable[[bytes], bytes | None]], tuple[list[Op], Any]]
+    ) -> tuple[Any, int | None, bool]:
         """Run ``plan`` under the write lock and commit the operations it returns.
 
         ``plan(get)`` reads current values with ``get(storage_key)`` (seeing this
@@ -189,7 +207,7 @@ class Partition:
                 ops, result = plan(txn.get)
                 if not ops:
                     txn.abort()
-                    return result
+                    return result, None, False
                 ops.sort(key=_op_key)  # sorted puts touch LMDB pages in order
                 _apply_ops(txn, self.items_db, ops)
                 lsn = self.wal.last_lsn + 1
@@ -207,15 +225,13 @@ class Partition:
                 txn.abort()
                 raise
             self.applied_lsn = lsn
-        self.wal.wait_durable(lsn)
-        if self.wal.rollovers != rollovers:
-            self.checkpoint()
-        return result
+        # Not yet durable under "batch": the caller must call finish_write (write does).
+        return result, lsn, self.wal.rollovers != rollovers
 
     def checkpoint(self) -> int:
         """Sync LMDB to disk, then drop WAL segments nobody needs. Returns segments removed."""
         with self._write_lock:
-            if self._closed:
+            if self._closed or self._retired:
                 return 0
             self.env.sync(True)
             floor = min([self.applied_lsn, *self._holds.values()])
@@ -235,8 +251,11 @@ class Partition:
 
     # ------------------------------------------------------------------ reads
     def get(self, key: bytes) -> bytes | None:
-        with self.env.begin(db=self.items_db) as txn:
+        txn = self.env.begin(db=self.items_db)
+        try:
             return txn.get(key)
+        finally:
+            txn.abort()
 
     def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
         with self.env.begin(db=self.items_db) as txn:

@@ -56,12 +56,13 @@ class PartitionMap:
     Changes (split, merge) build a new map; a table swaps its map atomically.
     """
 
-    __slots__ = ("intervals", "_starts")
+    __slots__ = ("intervals", "starts")
 
     def __init__(self, intervals: Iterable[PartitionInterval]) -> None:
         self.intervals: tuple[PartitionInterval, ...] = tuple(intervals)
         validate_intervals(self.intervals)
-        self._starts = [interval.start for interval in self.intervals]
+        #: The intervals' start keys, for bisection (routing is on every operation's path).
+        self.starts = [interval.start for interval in self.intervals]
 
     def __len__(self) -> int:
         return len(self.intervals)
@@ -80,7 +81,7 @@ class PartitionMap:
 
     def index_for(self, key: bytes) -> int:
         """Index of the interval owning ``key`` (binary search over the starts)."""
-        return bisect.bisect_right(self._starts, key) - 1
+        return bisect.bisect_right(self.starts, key) - 1
 
     def lookup(self, key: bytes) -> PartitionInterval:
         return self.intervals[self.index_for(key)]

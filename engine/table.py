@@ -7,7 +7,9 @@ repartitioning (SPEC §10) never shows a reader half of a change.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import _itemcodec
@@ -19,7 +21,19 @@ from .updates import apply_update, check_condition
 
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's 400 KB item limit
 DEFAULT_PAGE_BYTES = 1 << 20  # query/scan pages stop at 1 MB, as in DynamoDB
+SCAN_CHUNK_ITEMS = 1024
 RETURN_VALUES = ("NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW")
+
+
+_DURABILITY_POOL: ThreadPoolExecutor | None = None
+
+
+def _durability_pool() -> ThreadPoolExecutor:
+    """Threads that wait for WAL fsyncs of a multi-partition batch in parallel."""
+    global _DURABILITY_POOL
+    if _DURABILITY_POOL is None:
+        _DURABILITY_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wal-sync")
+    return _DURABILITY_POOL
 
 
 def encode_item(item: dict, *, table: str) -> bytes:
@@ -135,10 +149,11 @@ class Table:
 
     def get_item(self, key: dict, projection: Iterable[str] | None = None) -> dict | None:
         storage_key = self.schema.key_of(key)
-        raw = self._partition_for(storage_key).get(storage_key)
+        pmap, partitions = self._routing
+        raw = partitions[bisect_right(pmap.starts, storage_key) - 1].get(storage_key)
         if raw is None:
             return None
-        return decode_item(raw, _projection(projection))
+        return _itemcodec.decode_item(raw, None if projection is None else _projection(projection))
 
     def delete_item(
         self, key: dict, condition: Sequence | None = None, return_values: str = "NONE"
@@ -364,11 +379,18 @@ class Table:
                              projection=_projection(projection), max_page_bytes=max_page_bytes)
 
     def iter_items(self, projection: Iterable[str] | None = None) -> Iterator[dict]:
-        """Every item, in storage-key order, each partition read from one snapshot."""
+        """Every item, in storage-key order, each partition read from one snapshot.
+
+        Decodes in chunks natively so the per-item work stays in C (a full scan is
+        dominated by it).
+        """
         names = _projection(projection)
+        decode_items = _itemcodec.decode_items
         for partition in self.partitions:
-            for _, raw in partition.iter_range(b"", None):
-                yield decode_item(raw, names)
+            with partition.reader() as txn:
+                values = txn.cursor().iternext(keys=False, values=True)
+                while chunk := decode_items(values, SCAN_CHUNK_ITEMS, names):
+                    yield from chunk
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> tuple[int, int]:
