@@ -14,7 +14,9 @@ fi
 stamp_input="$(cat pyproject.toml setup.py; echo "$EXTRAS")"
 stamp=".venv/.tessera-install-$(printf '%s' "$stamp_input" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q -e ".${EXTRAS:+[$EXTRAS]}"
+  # The build requirements go into .venv too, so the incremental rebuild below can run.
+  .venv/bin/python -m pip install -q "setuptools>=68" wheel "Cython>=3.0"
+  .venv/bin/python -m pip install -q --no-build-isolation -e ".${EXTRAS:+[$EXTRAS]}"
   touch "$stamp"
 fi
 # Recompile changed Cython sources (incremental; a no-op when nothing changed).
