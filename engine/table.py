@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from typing import Any
 
 from . import _itemcodec
@@ -381,16 +382,18 @@ class Table:
     def iter_items(self, projection: Iterable[str] | None = None) -> Iterator[dict]:
         """Every item, in storage-key order, each partition read from one snapshot.
 
-        Decodes in chunks natively so the per-item work stays in C (a full scan is
-        dominated by it).
+        Decodes in chunks natively and chains the chunks in C, so the per-item work of a
+        full scan (which dominates it) never runs Python bytecode.
         """
-        names = _projection(projection)
+        return chain.from_iterable(self._item_chunks(_projection(projection)))
+
+    def _item_chunks(self, names: frozenset[str] | None) -> Iterator[list[dict]]:
         decode_items = _itemcodec.decode_items
         for partition in self.partitions:
             with partition.reader() as txn:
                 values = txn.cursor().iternext(keys=False, values=True)
                 while chunk := decode_items(values, SCAN_CHUNK_ITEMS, names):
-                    yield from chunk
+                    yield chunk
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> tuple[int, int]:
