@@ -19,11 +19,19 @@ from engine.backup import create, package
 from engine.partition import Partition
 from engine.store import LocalStore
 
-stop_here = threading.Event()
+print_lock = threading.Lock()
+
+
+def say(line: str) -> None:
+    # Several partitions' threads may print at once: one whole line each, never interleaved
+    # ("at packageat package\n\n" would never match the parent's line).
+    with print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def park(point: str) -> None:
-    print(f"at {point}", flush=True)
+    say(f"at {point}")
     time.sleep(3600)
 
 
@@ -35,7 +43,7 @@ class StallingStore(LocalStore):
     def put(self, key, source, **options):
         if self.point == "upload" and key.endswith(".tar.zst"):
             chunk = source.read(100)
-            print(f"uploading {len(chunk)}", flush=True)
+            say(f"uploading {len(chunk)}")
             park("upload")
         if self.point == "manifest" and key.endswith("manifest.json"):
             park("manifest")
@@ -43,6 +51,11 @@ class StallingStore(LocalStore):
         if self.point == "committed" and key.endswith("manifest.json"):
             park("committed")
         return result
+
+    def put_file(self, key, path, **options):
+        # Through put (not LocalStore's hard link), so the parking points above apply.
+        with open(path, "rb") as source:
+            return self.put(key, source, **options)
 
 
 def main() -> None:
@@ -66,7 +79,7 @@ def main() -> None:
         engine.create_table("Music", partition_key=("pk", "S"), sort_key=("sk", "N"), partitions=3)
         engine.table("Music").batch_write(puts=[{"pk": f"a{n % 20}", "sk": n} for n in range(3000)])
     backup = engine.create_backup("Music", "CrashBackup")
-    print(f"started {backup['backup_id']}", flush=True)
+    say(f"started {backup['backup_id']}")
     time.sleep(3600)
 
 

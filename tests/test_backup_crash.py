@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from engine import Engine
 from engine.store import LocalStore
 
 CHILD = Path(__file__).with_name("backup_crash_child.py")
+REACH_POINT_TIMEOUT = 120  # seconds; a child that never reaches its point is killed, not waited on
 
 
 def run_until(data_dir, store_dir, point):
@@ -21,6 +23,8 @@ def run_until(data_dir, store_dir, point):
     child = subprocess.Popen([sys.executable, str(CHILD), str(data_dir), str(store_dir), point],
                              stdout=subprocess.PIPE, text=True, env=env)
     backup_id = None
+    watchdog = threading.Timer(REACH_POINT_TIMEOUT, child.kill)
+    watchdog.start()
     try:
         for line in child.stdout:
             if line.startswith("started "):
@@ -28,8 +32,9 @@ def run_until(data_dir, store_dir, point):
             if line.strip() == f"at {point}":
                 break
         else:
-            pytest.fail(f"child exited before reaching {point}")
+            pytest.fail(f"child exited or timed out before reaching {point}")
     finally:
+        watchdog.cancel()
         child.send_signal(signal.SIGKILL)
         child.wait()
     return backup_id
