@@ -22,6 +22,7 @@ from typing import Any
 
 from . import _keycodec
 from .backup.manager import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARALLELISM, BackupManager
+from .backup.restore_manager import RestoreManager
 from .catalog import Catalog
 from .errors import (
     ResourceInUseException,
@@ -33,6 +34,14 @@ from .errors import (
 from .keys import KeySchema, validate_table_name
 from .partition import DEFAULT_MAP_SIZE, Partition
 from .partition_map import PartitionMap, build_map, hash_boundaries
+from .repartition import (
+    AutoSplitter,
+    Repartitioner,
+    all_dirs_outside,
+    cleanup_stray_dirs,
+    partition_dir,
+)
+from .replica import ReplicaManager
 from .store import LocalStore, ObjectStore, open_store
 from .table import Table
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_POLICIES
@@ -54,8 +63,10 @@ class Engine:
         max_backups_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         backup_parallelism: int = DEFAULT_PARALLELISM,
         backup_compression_level: int = 3,
+        auto_split_bytes: int | None = None,
     ) -> None:
         self.path = Path(path)
+        self._auto_split: AutoSplitter | None = None
         self.region = region
         self.map_size_bytes = map_size_bytes
         self.wal_segment_bytes = wal_segment_bytes
@@ -65,6 +76,9 @@ class Engine:
         self._closed = False
         (self.path / "tables").mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog(self.path / "system")
+        self._repartitioner = Repartitioner(self)
+        self._replicas = ReplicaManager(self)
+        self._interrupted_restores: list[dict] = []
         self._recover_tables()
         if backup_store is None:
             backup_store = LocalStore(self.path.parent / "backups")
@@ -76,6 +90,10 @@ class Engine:
             parallelism=backup_parallelism, compression_level=backup_compression_level,
         )
         self.backups.recover()
+        self.restores = RestoreManager(self, parallelism=max(2, backup_parallelism))
+        self.restores.recover(self._interrupted_restores)
+        if auto_split_bytes is not None:
+            self._auto_split = AutoSplitter(self, auto_split_bytes)
 
     @classmethod
     def open(cls, path: str | Path, **options: Any) -> Engine:
@@ -84,7 +102,9 @@ class Engine:
         Options: ``region`` (carried by backup ids), ``map_size_bytes`` (LMDB address
         space per partition), ``wal_segment_bytes``, ``backup_store`` (an ObjectStore or
         a URL; default a directory ``backups`` beside ``path``), ``max_backups_in_flight``,
-        ``backup_parallelism`` (partitions exported at once), ``backup_compression_level``.
+        ``backup_parallelism`` (partitions exported at once), ``backup_compression_level``,
+        ``auto_split_bytes`` (split any partition whose LMDB pages in use exceed it; off by
+        default).
         """
         return cls(Path(path), **options)
 
@@ -97,12 +117,22 @@ class Engine:
     # ------------------------------------------------------------------ recovery
     def _recover_tables(self) -> None:
         for record in self.catalog.list_tables():
+            if record["status"] == "CREATING" and record.get("restore"):
+                # A restore in progress: resumed (or marked FAILED) once the backup
+                # catalog is up — see engine.backup.restore_manager.
+                self._interrupted_restores.append(record)
+                continue
+            if record["status"] == "FAILED":
+                continue  # a failed restore: described, deletable, never opened
             if record["status"] in ("CREATING", "DELETING"):
                 # Never acknowledged (CREATING) or already being dropped: finish the drop.
                 self._drop_files(record)
                 self.catalog.delete_table(record["name"])
                 continue
+            if cleanup_stray_dirs(self._table_dir(record), record):  # SPEC §10 crash safety
+                self.catalog.put_table(record)
             self._open_table(record)
+            self._replicas.recover(record)
 
     def _table_dir(self, record: dict) -> Path:
         return self.path / "tables" / record["table_id"]
@@ -112,7 +142,7 @@ class Engine:
         pmap = PartitionMap.from_json(record["partition_map"])
         partitions = {
             interval.partition_id: Partition(
-                self._table_dir(record) / interval.partition_id,
+                partition_dir(self._table_dir(record), record, interval.partition_id),
                 partition_id=interval.partition_id,
                 table_name=record["name"],
                 sync=record["sync"],
@@ -127,6 +157,8 @@ class Engine:
         return table
 
     def _drop_files(self, record: dict) -> None:
+        for directory in all_dirs_outside(self._table_dir(record), record):
+            shutil.rmtree(directory, ignore_errors=True)  # moved partitions, replicas
         shutil.rmtree(self._table_dir(record), ignore_errors=True)
 
     # ------------------------------------------------------------------ tables
@@ -213,7 +245,7 @@ class Engine:
     def _describe(self, record: dict) -> dict:
         table = self._tables.get(record["name"])
         count, size = table.stats() if table is not None else (0, 0)
-        return {
+        description = {
             "name": record["name"],
             "table_id": record["table_id"],
             "status": record["status"],
@@ -226,6 +258,15 @@ class Engine:
             "size_bytes": size,
             "created_at": record["created_at"],
         }
+        if record.get("failure_reason"):
+            description["failure_reason"] = record["failure_reason"]
+        if record.get("restore"):  # restored from a backup (engine.backup.restore_manager)
+            description["restore"] = dict(record["restore"])
+            progress = self.restores.restore_progress(record["name"]) if hasattr(
+                self, "restores") else None
+            if progress is not None:
+                description["restore"]["progress"] = progress
+        return description
 
     def describe_table(self, name: str) -> dict:
         self._check_open()
@@ -248,7 +289,7 @@ class Engine:
         self._check_open()
         with self._lock:
             record = self._record(name)
-            if record["status"] != "ACTIVE":
+            if record["status"] not in ("ACTIVE", "FAILED"):
                 raise ResourceInUseException(
                     f"Table {name} is {record['status']}: wait until it is ACTIVE"
                 )
@@ -257,6 +298,7 @@ class Engine:
             record["status"] = "DELETING"
             self.catalog.put_table(record)
             self._tables.pop(name, None)
+            self._replicas.forget_table(name)
             for partition in self._partitions.pop(name, {}).values():
                 partition.close()
             self._drop_files(record)
@@ -273,10 +315,13 @@ class Engine:
             )
 
     # ------------------------------------------------------------------ backups
-    def create_backup(self, table_name: str, backup_name: str) -> dict:
-        """Start an on-demand backup of a table (SPEC §6); returns it with status CREATING."""
+    def create_backup(self, table_name: str, backup_name: str, source: str = "primary") -> dict:
+        """Start an on-demand backup of a table (SPEC §6); returns it with status CREATING.
+
+        ``source="replica"``: copy partitions that have a replica from it (SPEC §10).
+        """
         self._check_open()
-        return self.backups.create_backup(table_name, backup_name)
+        return self.backups.create_backup(table_name, backup_name, source)
 
     def describe_backup(self, backup_id: str) -> dict:
         self._check_open()
@@ -297,6 +342,83 @@ class Engine:
         self._check_open()
         return self.backups.wait(backup_id, timeout)
 
+    # ------------------------------------------------------------------ restore, copy
+    def restore_table(
+        self,
+        backup_id: str,
+        target_table: str,
+        partitions: int | None = None,
+        split_points: Sequence[Any] | None = None,
+        sync: str | None = None,
+        *,
+        store: ObjectStore | None = None,
+    ) -> dict:
+        """Restore a backup into a new table (SPEC §8); returns it with status CREATING.
+
+        ``partitions`` / ``split_points`` (range tables: partition-key values) repartition
+        during the restore; ``sync`` overrides the backed-up sync policy. ``store`` restores
+        from another store's backup (by manifest, with no catalog record), as the offline
+        tools do. Wait with :meth:`wait_for_table`: ACTIVE, or FAILED with
+        ``failure_reason`` (delete it with :meth:`delete_table`).
+        """
+        self._check_open()
+        return self.restores.restore_table(backup_id, target_table, partitions=partitions,
+                                           split_points=split_points, sync=sync, store=store)
+
+    def wait_for_table(self, name: str, timeout: float = 600.0) -> dict:
+        """Block until a table is no longer CREATING; returns its description."""
+        self._check_open()
+        return self.restores.wait_for_table(name, timeout)
+
+    def copy_backup(self, backup_id: str, destination_store: str | ObjectStore,
+                    region: str | None = None) -> dict:
+        """Copy an AVAILABLE backup to another store under the same id (SPEC §8); returns
+        the copy with status COPYING. Progress and outcome show in :meth:`describe_backup`
+        (``copies_in_progress``, ``copy_progress``, ``copies``)."""
+        self._check_open()
+        return self.restores.copy_backup(backup_id, destination_store, region)
+
+    def wait_for_copies(self, backup_id: str, timeout: float = 600.0) -> dict:
+        """Block until no copy of the backup runs; returns the backup's description."""
+        self._check_open()
+        return self.restores.wait_for_copies(backup_id, timeout)
+
+    # ------------------------------------------------------------------ repartitioning
+    def split_partition(self, table: str, partition_id: str, at: Any = None) -> list[str]:
+        """Split a partition in two while it keeps serving (SPEC §10); returns the new ids.
+
+        ``at`` is the first key of the right half — a storage key (bytes) or a key dict;
+        ``None`` splits at the median storage key of its items.
+        """
+        self._check_open()
+        return self._repartitioner.split(table, partition_id, at)
+
+    def merge_partitions(self, table: str, left_id: str, right_id: str) -> str:
+        """Merge two neighbouring partitions (``left_id`` ends where ``right_id`` starts);
+        returns the new partition id."""
+        self._check_open()
+        return self._repartitioner.merge(table, left_id, right_id)
+
+    def move_partition(self, table: str, partition_id: str, volume_dir: str | Path) -> str:
+        """Move a partition to another directory (volume); returns its new partition id."""
+        self._check_open()
+        return self._repartitioner.move(table, partition_id, volume_dir)
+
+    # ------------------------------------------------------------------ replicas
+    def add_replica(self, table: str, partition_id: str, volume_dir: str | Path) -> dict:
+        """Copy a partition into ``volume_dir`` and keep the copy following its WAL."""
+        self._check_open()
+        return self._replicas.add(table, partition_id, volume_dir)
+
+    def remove_replica(self, table: str, replica_id: str) -> None:
+        self._check_open()
+        self._replicas.remove(table, replica_id)
+
+    def describe_replicas(self, table: str) -> list[dict]:
+        """Each replica of the table: partition, directory, status, applied LSN and lag."""
+        self._check_open()
+        return self._replicas.describe(table)
+
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:
         if self._closed:
@@ -304,12 +426,19 @@ class Engine:
 
     def close(self) -> None:
         """Flush every WAL, sync every environment and close. Idempotent."""
+        if getattr(self, "_auto_split", None) is not None:
+            self._auto_split.close()  # before the lock: a split in flight takes it
+        if not self._closed and hasattr(self, "restores"):
+            # Before taking the lock: a finishing restore thread needs it to open its table.
+            self.restores.close()
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             if hasattr(self, "backups"):
                 self.backups.close()
+            if hasattr(self, "_replicas"):
+                self._replicas.close()  # keeps its WAL holds: the partitions close after
             for partitions in self._partitions.values():
                 for partition in partitions.values():
                     partition.close()

@@ -23,9 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    from . import demo
+    from . import backups, demo
 
     demo.add_parser(commands)
+    backups.add_parser(commands)
+    from . import backup_cmd
+
+    backup_cmd.add_parser(commands)
     try:
         from engine.server import main as server_main
     except ImportError:  # the server is optional until its dependencies are installed

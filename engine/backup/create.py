@@ -13,9 +13,10 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
 from ..partition import Snapshot
@@ -47,8 +48,12 @@ class BackupRun:
         parallelism: int,
         level: int,
         threads_per_partition: int,
+        replica_source: Callable[[str, str], Any] | None = None,
     ) -> None:
         self.record = record
+        # SPEC §10: copy from a replica (engine.replica.ReplicaManager.snapshot_for).
+        self.replica_source = replica_source
+        self._replica_snapshots: dict[str, Any] = {}
         self.backup_id = record["backup_id"]
         self.table = table
         self.store = store
@@ -79,6 +84,12 @@ class BackupRun:
             raise
         self.partition_map = pmap
         self._snapshots = snapshots
+        if self.replica_source is not None:
+            for snapshot in snapshots:
+                pid = snapshot.partition.partition_id
+                pinned = self.replica_source(self.table.name, pid)
+                if pinned is not None:
+                    self._replica_snapshots[pid] = pinned
         self.progress = {
             snapshot.partition.partition_id: PartitionProgress(
                 snapshot.partition.partition_id, snapshot.lsn
@@ -90,6 +101,9 @@ class BackupRun:
         for snapshot in self._snapshots:
             snapshot.release()
         self._snapshots = []
+        for pinned in self._replica_snapshots.values():
+            pinned.release()
+        self._replica_snapshots = {}
 
     # ------------------------------------------------------------------ the run
     def run(self) -> BackupManifest:
@@ -146,6 +160,7 @@ class BackupRun:
                     level=self.level,
                     threads=self.threads_per_partition,
                     cancelled=self._should_stop,
+                    source=self._replica_snapshots.get(snapshot.partition.partition_id),
                 )
                 for snapshot in self._snapshots
             }

@@ -62,12 +62,14 @@ def export_partition(
     threads: int = 2,
     max_attempts: int = DEFAULT_EXPORT_ATTEMPTS,
     cancelled: Callable[[], bool] = lambda: False,
+    source=None,
 ) -> PartitionManifest:
     """Export, package, verify (re-exporting up to ``max_attempts``) and upload one partition.
 
     Returns the partition's complete manifest entry. ``snapshot`` pins the partition at
     ``template.backup_lsn``; it stays pinned until the caller releases it, so a re-export
-    yields the same data.
+    yields the same data. ``source`` (an ``engine.replica.ReplicaSnapshot``) copies from
+    a replica instead of the partition, catching up from the partition's WAL (SPEC §10).
     """
     name = f"{template.table_name}/{template.partition_id}"
     packaged = None
@@ -81,7 +83,7 @@ def export_partition(
         try:
             progress.phase = "exporting"
             export_dir = attempt_dir / "env"
-            reached = partition.export_copy(
+            reached = (source or partition).export_copy(
                 export_dir, target_lsn=template.backup_lsn, snapshot=snapshot
             )
             if reached != template.backup_lsn:

@@ -118,8 +118,14 @@ class BackupManager:
         self._start(record, table)
 
     # ------------------------------------------------------------------ create
-    def create_backup(self, table_name: str, backup_name: str) -> dict:
-        """Start an on-demand backup; returns its description (CREATING) at once."""
+    def create_backup(self, table_name: str, backup_name: str, source: str = "primary") -> dict:
+        """Start an on-demand backup; returns its description (CREATING) at once.
+
+        ``source="replica"`` copies each partition that has an ACTIVE replica from the
+        replica (SPEC §10), the others from the partition itself.
+        """
+        if source not in ("primary", "replica"):
+            raise ValidationException(f"source must be 'primary' or 'replica', got {source!r}")
         if not isinstance(backup_name, str) or not _BACKUP_NAME_RE.match(backup_name):
             raise ValidationException(
                 f"invalid backup name {backup_name!r}: use 3 to 255 characters of letters, "
@@ -164,6 +170,8 @@ class BackupManager:
                 "item_count": None,
                 "store": self.store.url,
             }
+            if source == "replica":
+                record["source"] = "replica"
             run = self._new_run(record, table)
             run.take_snapshots()  # backup_lsn of every partition: now, before returning
             try:
@@ -179,6 +187,8 @@ class BackupManager:
             record, table, self.store, self.work_root / record["backup_id"],
             parallelism=self.parallelism, level=self.compression_level,
             threads_per_partition=self.threads_per_partition,
+            replica_source=(self.engine._replicas.snapshot_for
+                            if record.get("source") == "replica" else None),
         )
 
     def _start(self, record: dict, table) -> None:
@@ -247,6 +257,17 @@ class BackupManager:
         }
         description["key_schema"] = [tuple(pair) for pair in record["key_schema"]]
         description["backup_type"] = "USER"
+        # Restores and copies (engine.backup.restore_manager): in progress, then history.
+        description["restores_in_progress"] = list(record.get("restores_in_progress") or [])
+        description["copies_in_progress"] = list(record.get("copies_in_progress") or [])
+        description["copies"] = list(record.get("copies") or [])
+        restores = getattr(self.engine, "restores", None)
+        if restores is not None and description["copies_in_progress"]:
+            description["copy_progress"] = restores.copy_progress(record["backup_id"])
+        if restores is not None and description["restores_in_progress"]:
+            description["restore_progress"] = {
+                name: restores.restore_progress(name)
+                for name in description["restores_in_progress"]}
         run = self._runs.get(record["backup_id"])
         if run is not None:
             description["partitions"] = [p.to_json() for p in run.progress.values()]

@@ -100,9 +100,9 @@ def package_partition(
                 f"partition {name}: the export at {env_dir} is at applied_lsn "
                 f"{applied_lsn} but the manifest says backup_lsn {manifest.backup_lsn}; "
                 "catch the copy up to backup_lsn before packaging")
-        item_count, digest = logical_checksum(env)
     finally:
         env.close()
+    item_count, digest = logical_checksum(env_dir)  # closed: walked in C, without the GIL
 
     with open(data_path, "rb", buffering=0) as data_file:
         data_size, data_crc = _crc_file(data_file)

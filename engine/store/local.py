@@ -253,6 +253,69 @@ class LocalStore(ObjectStore):
             key=key, size=length, crc32c=actual_crc, md5=md5_hex, last_modified=_mtime(st)
         )
 
+    def put_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        size: int | None = None,
+        crc32c: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ObjectInfo:
+        """Hard-link ``path`` in as the object when it is on the store's filesystem.
+
+        No copy: the file is linked under a temp name, fsynced, read once for its CRC32C
+        (checked against ``crc32c``/``size`` like :meth:`put`), then renamed over the key.
+        The MD5 is not computed (``md5`` is ``None``). On another filesystem, or where hard
+        links are not supported, falls back to copying through :meth:`put`.
+        """
+        self._check_open()
+        dest = self._path(key)
+        directory = os.path.dirname(dest)
+        temp_path = os.path.join(directory, f"{_TEMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            os.link(path, temp_path)
+        except OSError:  # EXDEV, EPERM, no link support, a racing delete: copy instead
+            return super().put_file(key, path, size=size, crc32c=crc32c, progress=progress)
+        try:
+            checksum = google_crc32c.Checksum()
+            length = 0
+            with open(temp_path, "rb", buffering=0) as linked:
+                os.fsync(linked.fileno())  # cheap if the writer synced it already
+                st = os.fstat(linked.fileno())
+                while chunk := linked.read(8 * _COPY_CHUNK_BYTES):
+                    checksum.update(chunk)
+                    length += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+            actual_crc = int.from_bytes(checksum.digest(), "big")
+            if (size is not None and length != size) or (
+                crc32c is not None and actual_crc != crc32c
+            ):
+                raise ChecksumMismatchError(
+                    f"put {self._where(key)} from {os.fspath(path)}: the file is {length} bytes "
+                    f"with CRC32C {format_crc32c(actual_crc)}, expected size={size} and CRC32C "
+                    f"{format_crc32c(crc32c) if crc32c is not None else 'any'}; nothing was stored"
+                )
+            os.replace(temp_path, dest)
+        except BaseException as err:
+            _unlink_quietly(temp_path)
+            if isinstance(err, OSError):
+                raise StoreError(f"cannot write object {self._where(key)}: {err}") from err
+            raise
+        try:
+            meta = {"size": length, "crc32c": format_crc32c(actual_crc), "md5": None}
+            _write_file_atomically(
+                directory, self._sidecar_path(dest), json.dumps(meta).encode("ascii")
+            )
+            _fsync_directory(directory)
+        except OSError as err:
+            raise StoreError(
+                f"stored {self._where(key)} but could not record its checksums: {err}"
+            ) from err
+        return ObjectInfo(key=key, size=length, crc32c=actual_crc, last_modified=_mtime(st))
+
     @staticmethod
     def _create_temp(directory: str, temp_path: str) -> BinaryIO:
         # A concurrent delete may remove the (empty) directory between makedirs and open.

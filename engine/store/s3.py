@@ -53,6 +53,7 @@ from engine.store.base import (
     VerifyingReader,
     as_stream,
     closed_error,
+    crc32c_combine,
     crc32c_of_stream,
     crc32c_to_base64,
     format_crc32c,
@@ -543,6 +544,119 @@ class S3Store(ObjectStore):
 
         response = self._with_retries(what, key, attempt)
         return {"PartNumber": part_number, "ETag": response["ETag"], "ChecksumCRC32C": crc_b64}
+
+    def put_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        size: int | None = None,
+        crc32c: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ObjectInfo:
+        """Upload a local file; a multipart one part per worker, each reading its own range.
+
+        As boto3's ``upload_file`` does, the workers ``pread`` their parts, so reading,
+        MD5 and CRC32C run in parallel instead of in the calling thread. The whole-object
+        CRC32C is combined from the CRC32C of each part as sent and checked against
+        ``crc32c`` before ``CompleteMultipartUpload``: a mismatch aborts the upload
+        (``ChecksumMismatchError``). Small files, or an unknown ``crc32c`` (the object's
+        metadata needs it up front), go through :meth:`put`.
+        """
+        self._check_open()
+        full_key = self._full_key(key)
+        total = os.path.getsize(path)
+        part_size = self._part_size_bytes
+        if total > part_size * MAX_PARTS:
+            part_size = -(-total // MAX_PARTS)
+            part_size = -(-part_size // MiB) * MiB  # whole MiB parts
+        if crc32c is None or total <= part_size:
+            return super().put_file(key, path, size=size, crc32c=crc32c, progress=progress)
+        if size is not None and total != size:
+            raise ChecksumMismatchError(
+                f"put {self._where(key)}: {os.fspath(path)} holds {total} bytes but size={size} "
+                "was declared; nothing was stored"
+            )
+        created = self._call(
+            f"CreateMultipartUpload for {self._where(key)}",
+            key,
+            lambda: self._client.create_multipart_upload(
+                Bucket=self._bucket,
+                Key=full_key,
+                ChecksumAlgorithm="CRC32C",
+                Metadata={"crc32c": format_crc32c(crc32c)},
+            ),
+        )
+        upload_id = created["UploadId"]
+        ranges = [(offset, min(part_size, total - offset)) for offset in range(0, total, part_size)]
+        in_flight: dict[cf.Future[dict[str, Any]], int] = {}
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            pool = self._pool()
+            for number, (offset, length) in enumerate(ranges, start=1):
+                what = (
+                    f"upload of part {number}/{len(ranges)} (bytes {offset}-{offset + length - 1}) "
+                    f"of {self._where(key)} (multipart upload {upload_id})"
+                )
+                future = pool.submit(
+                    self._upload_file_part, key, full_key, upload_id, number, fd, offset, length,
+                    what,
+                )
+                in_flight[future] = length
+            completed: dict[int, dict[str, Any]] = {}
+            while in_flight:
+                self._collect_parts(in_flight, completed, progress, cf.FIRST_COMPLETED)
+            parts = [completed[number] for number in sorted(completed)]
+            actual_crc = 0
+            for part, (_, length) in zip(parts, ranges, strict=True):
+                part_crc = int.from_bytes(base64.b64decode(part["ChecksumCRC32C"]), "big")
+                actual_crc = crc32c_combine(actual_crc, part_crc, length)
+            self._check_streamed(key, total, actual_crc, size, crc32c)
+            response = self._call(
+                f"CompleteMultipartUpload of {self._where(key)} ({len(parts)} parts)",
+                key,
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=self._bucket,
+                    Key=full_key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                ),
+            )
+        except BaseException as err:
+            for future in in_flight:
+                future.cancel()
+            cf.wait(in_flight)
+            try:
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=full_key, UploadId=upload_id
+                )
+            except Exception as abort_err:  # noqa: BLE001 - must not hide the real failure
+                err.add_note(
+                    f"also failed to abort multipart upload {upload_id} of "
+                    f"{self._where(key)}: {_describe(abort_err)}"
+                )
+            raise
+        finally:
+            os.close(fd)
+        return ObjectInfo(key=key, size=total, crc32c=actual_crc, etag=response.get("ETag"))
+
+    def _upload_file_part(
+        self, key: str, full_key: str, upload_id: str, part_number: int, fd: int, offset: int,
+        length: int, what: str,
+    ) -> dict[str, Any]:
+        chunks = []
+        read = 0
+        while read < length:
+            chunk = os.pread(fd, length - read, offset + read)
+            if not chunk:
+                raise ChecksumMismatchError(
+                    f"{what}: the file ended {length - read} bytes early (truncated while "
+                    "uploading); nothing was stored"
+                )
+            chunks.append(chunk)
+            read += len(chunk)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._upload_part(key, full_key, upload_id, part_number, data, what)
 
     # -- reads ----------------------------------------------------------------------
 

@@ -1,0 +1,184 @@
+# cython: language_level=3
+"""The byte stream of the logical checksum (engine/backup/logical.py), produced in C.
+
+``ItemFramer(path)`` opens a *closed* LMDB environment (an export or a re-inflated copy
+that nothing writes) read-only with ``MDB_NOLOCK`` through the vendored LMDB in
+``_native/lmdb`` and walks its ``items`` database in key order. ``fill(buffer)`` writes
+as many whole items as fit, each framed ``u32be(len(key)) ‖ key ‖ u32be(len(value)) ‖
+value``, without the GIL, and returns the byte count (0 at the end; ``-n`` when the next
+item alone needs an ``n``-byte buffer). Python feeds the bytes to hashlib, which also
+releases the GIL on large updates — so partitions checksum in parallel on every core and
+writers keep the interpreter. Never open a live environment with it: without a reader
+slot, its pages could be reused under the walk.
+"""
+
+import os
+
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
+
+
+cdef extern from "lmdb.h" nogil:
+    ctypedef struct MDB_env:
+        pass
+    ctypedef struct MDB_txn:
+        pass
+    ctypedef struct MDB_cursor:
+        pass
+    ctypedef unsigned int MDB_dbi
+    ctypedef struct MDB_val:
+        size_t mv_size
+        void *mv_data
+    ctypedef enum MDB_cursor_op:
+        MDB_FIRST
+        MDB_NEXT
+    enum:
+        MDB_RDONLY
+        MDB_NOLOCK
+        MDB_NOTFOUND
+    int mdb_env_create(MDB_env **env)
+    int mdb_env_set_maxdbs(MDB_env *env, MDB_dbi dbs)
+    int mdb_env_open(MDB_env *env, const char *path, unsigned int flags, unsigned int mode)
+    void mdb_env_close(MDB_env *env)
+    int mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags, MDB_txn **txn)
+    void mdb_txn_abort(MDB_txn *txn)
+    int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *dbi)
+    int mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cursor)
+    void mdb_cursor_close(MDB_cursor *cursor)
+    int mdb_cursor_get(MDB_cursor *cursor, MDB_val *key, MDB_val *data, MDB_cursor_op op)
+    char *mdb_strerror(int err)
+
+
+cdef size_t _MAX_FRAMED_BYTES = 0xFFFFFFFF  # a u32 length prefix
+
+
+class LmdbError(Exception):
+    """An LMDB call failed; the message names the call, the path and LMDB's reason."""
+
+
+class NoItemsDatabase(LmdbError):
+    """The environment has no ``items`` database."""
+
+
+cdef inline void _put_u32be(unsigned char *out, uint32_t n) noexcept nogil:
+    out[0] = <unsigned char>(n >> 24)
+    out[1] = <unsigned char>(n >> 16)
+    out[2] = <unsigned char>(n >> 8)
+    out[3] = <unsigned char>n
+
+
+cdef class ItemFramer:
+    cdef MDB_env *_env
+    cdef MDB_txn *_txn
+    cdef MDB_cursor *_cursor
+    cdef MDB_val _key
+    cdef MDB_val _value
+    cdef bint _pending
+    cdef bint _started
+    cdef bint _done
+    cdef readonly unsigned long long item_count
+    cdef readonly str path
+
+    def __cinit__(self, path):
+        self.path = os.fsdecode(os.fspath(path))
+        cdef bytes encoded = os.fsencode(self.path)
+        cdef const char *c_path = encoded
+        cdef MDB_dbi dbi
+        cdef int rc = mdb_env_create(&self._env)
+        if rc:
+            self._env = NULL
+            self._raise("mdb_env_create", rc)
+        rc = mdb_env_set_maxdbs(self._env, 4)
+        if not rc:
+            with nogil:
+                rc = mdb_env_open(self._env, c_path, MDB_RDONLY | MDB_NOLOCK, 0o644)
+        if not rc:
+            rc = mdb_txn_begin(self._env, NULL, MDB_RDONLY, &self._txn)
+        if rc:
+            self._raise("opening the environment", rc)
+        rc = mdb_dbi_open(self._txn, b"items", 0, &dbi)
+        if rc == MDB_NOTFOUND:
+            self.close()
+            raise NoItemsDatabase(f"{self.path}: the environment has no 'items' database")
+        if not rc:
+            rc = mdb_cursor_open(self._txn, dbi, &self._cursor)
+        if rc:
+            self._raise("opening the items database", rc)
+
+    cdef _raise(self, what, int rc):
+        reason = mdb_strerror(rc).decode("utf-8", "replace")
+        self.close()
+        raise LmdbError(f"{self.path}: {what} failed: {reason} (LMDB error {rc})")
+
+    def fill(self, unsigned char[::1] buffer not None):
+        """Frame whole items into ``buffer``; return bytes written, 0 at the end, or
+        ``-n`` if the next item needs a buffer of at least ``n`` bytes."""
+        if self._cursor is NULL:
+            if self._done:
+                return 0
+            raise LmdbError(f"{self.path}: the framer is closed")
+        cdef size_t capacity = buffer.shape[0]
+        cdef unsigned char *out = &buffer[0] if capacity else NULL
+        cdef size_t position = 0
+        cdef size_t need = 0
+        cdef unsigned long long count = 0
+        cdef int rc = 0
+        cdef bint too_big = False
+        cdef MDB_cursor_op op
+        with nogil:
+            while True:
+                if not self._pending:
+                    op = MDB_FIRST
+                    if self._started:
+                        op = MDB_NEXT
+                    rc = mdb_cursor_get(self._cursor, &self._key, &self._value, op)
+                    self._started = True
+                    if rc == MDB_NOTFOUND:
+                        rc = 0
+                        self._done = True
+                        break
+                    if rc:
+                        break
+                    if self._value.mv_size > _MAX_FRAMED_BYTES:
+                        too_big = True
+                        break
+                    self._pending = True
+                need = 8 + self._key.mv_size + self._value.mv_size
+                if position + need > capacity:
+                    break
+                _put_u32be(out + position, <uint32_t>self._key.mv_size)
+                memcpy(out + position + 4, self._key.mv_data, self._key.mv_size)
+                position += 4 + self._key.mv_size
+                _put_u32be(out + position, <uint32_t>self._value.mv_size)
+                memcpy(out + position + 4, self._value.mv_data, self._value.mv_size)
+                position += 4 + self._value.mv_size
+                self._pending = False
+                count += 1
+        self.item_count += count
+        if rc:
+            self._raise("reading the items database", rc)
+        if too_big:
+            self.close()
+            raise LmdbError(f"{self.path}: a value of {self._value.mv_size} bytes is over "
+                            "the 4 GiB the checksum framing allows")
+        if self._done and position == 0:
+            self.close()
+            return 0
+        if position == 0:
+            return -<long long>need
+        return position
+
+    def close(self):
+        """Idempotent."""
+        if self._cursor is not NULL:
+            mdb_cursor_close(self._cursor)
+            self._cursor = NULL
+        if self._txn is not NULL:
+            mdb_txn_abort(self._txn)
+            self._txn = NULL
+        if self._env is not NULL:
+            mdb_env_close(self._env)
+            self._env = NULL
+
+    def __dealloc__(self):
+        self.close()

@@ -1,0 +1,250 @@
+"""Backups straight from a store, with no engine running (SPEC §8 "Offline").
+
+What the ``tessera backups`` command does, as functions: list, describe, verify, restore,
+export, copy and delete. A backup is what has a manifest: ``{backup_id}/manifest.json``
+(objects without one are an unfinished or deleted backup and are not listed).
+
+These functions know nothing of an engine's catalog, so they cannot see whether a
+running engine is restoring or copying a backup: ``delete_backup`` here deletes
+regardless (stop the engine, or delete through it, when that matters).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..errors import (
+    BackupNotFoundException,
+    ChecksumMismatchError,
+    CorruptionError,
+    ObjectNotFoundError,
+)
+from ..store import ObjectStore
+from .copy import copy_backup_objects
+from .logical import ITEMS_DB, open_readonly
+from .manifest import BackupManifest, PartitionManifest, manifest_key
+from .restore_manager import read_manifest
+from .unpack import unpack_partition
+from .verify import VerifyResult, verify_partition_object
+
+_MANIFEST_KEY_RE = re.compile(r"^([^/]+)/manifest\.json$")
+DEFAULT_PARALLELISM = 4
+
+ByteCallback = Callable[[int], None]
+
+
+def summary(manifest: BackupManifest) -> dict[str, Any]:
+    """The one-line facts about a backup (what ``ls`` prints)."""
+    return {
+        "backup_id": manifest.backup_id,
+        "backup_name": manifest.backup_name,
+        "table_name": manifest.table_name,
+        "region": manifest.region,
+        "status": "AVAILABLE",
+        "created_at": manifest.created_at,
+        "completed_at": manifest.completed_at,
+        "item_count": manifest.item_count,
+        "size_bytes": manifest.size_bytes,
+        "partitions": len(manifest.partitions),
+    }
+
+
+def list_backups(store: ObjectStore, *, table: str | None = None, since: float | None = None,
+                 until: float | None = None) -> list[dict[str, Any]]:
+    """Every backup in ``store``, oldest first, filtered by table and creation time.
+
+    A manifest that does not parse is listed with status ``CORRUPT`` and the reason.
+    """
+    backups = []
+    for info in store.list(""):
+        match = _MANIFEST_KEY_RE.match(info.key)
+        if match is None:
+            continue
+        try:
+            entry = summary(read_manifest(store, match.group(1)))
+        except CorruptionError as err:
+            entry = {"backup_id": match.group(1), "status": "CORRUPT", "error": str(err),
+                     "table_name": None, "created_at": None}
+        if table is not None and entry["table_name"] != table:
+            continue
+        created = entry["created_at"]
+        if since is not None and (created is None or created < since):
+            continue
+        if until is not None and (created is None or created > until):
+            continue
+        backups.append(entry)
+    return sorted(backups, key=lambda b: (b["created_at"] or 0, b["backup_id"]))
+
+
+def describe_backup(store: ObjectStore, backup_id: str) -> dict[str, Any]:
+    """The summary plus schema, settings and every partition's facts."""
+    manifest = read_manifest(store, backup_id)
+    return {
+        **summary(manifest),
+        "store": store.url,
+        "table_id": manifest.table_id,
+        "key_schema": manifest.key_schema,
+        "partitioning": manifest.partitioning,
+        "settings": manifest.settings,
+        "format_version": manifest.format_version,
+        "partition_details": [
+            {"partition_id": p.partition_id, "interval_start": p.interval_start,
+             "interval_end": p.interval_end, "backup_lsn": p.backup_lsn,
+             "item_count": p.item_count, "object_key": p.object_key,
+             "object_size_bytes": p.object_size_bytes, "object_crc32c": p.object_crc32c,
+             "data_size_bytes": p.data_size_bytes, "logical_checksum": p.logical_checksum}
+            for p in manifest.partitions
+        ],
+    }
+
+
+def _download(store: ObjectStore, entry: PartitionManifest, work_dir: Path,
+              on_bytes: ByteCallback | None) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=f"{entry.partition_id}-", dir=work_dir)) / "object"
+    assert entry.object_key is not None
+    store.download(entry.object_key, str(path), progress=on_bytes)
+    return path
+
+
+def verify_backup(store: ObjectStore, backup_id: str, *, work_dir: Path | None = None,
+                  parallelism: int = DEFAULT_PARALLELISM,
+                  on_bytes: ByteCallback | None = None,
+                  on_result: Callable[[VerifyResult], None] | None = None) -> list[VerifyResult]:
+    """Download and check every partition (both checksums); one result per partition,
+    in manifest order — every bad partition is reported, not just the first."""
+    manifest = read_manifest(store, backup_id)
+    scratch = Path(tempfile.mkdtemp(prefix="tessera-verify-", dir=work_dir))
+
+    def check(entry: PartitionManifest) -> VerifyResult:
+        key = entry.object_key or ""
+        try:
+            path = _download(store, entry, scratch, on_bytes)
+        except ObjectNotFoundError:
+            result = VerifyResult("missing", f"partition {entry.partition_id}: object {key} "
+                                  "does not exist", key, entry.partition_id)
+        except ChecksumMismatchError as err:
+            result = VerifyResult("checksum_mismatch", f"partition {entry.partition_id}: {err}",
+                                  key, entry.partition_id)
+        else:
+            try:
+                result = verify_partition_object(path, entry, work_dir=path.parent,
+                                                 source_name=key)
+            finally:
+                shutil.rmtree(path.parent, ignore_errors=True)
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    try:
+        with ThreadPoolExecutor(max(1, parallelism), thread_name_prefix="verify") as pool:
+            return list(pool.map(check, manifest.partitions))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def restore_backup(store: ObjectStore, backup_id: str, data_dir: Path, table_name: str, *,
+                   partitions: int | None = None, sync: str | None = None,
+                   on_progress: Callable[[dict], None] | None = None,
+                   timeout: float = 24 * 3600.0) -> dict[str, Any]:
+    """Restore into a new table of the engine data directory ``data_dir`` (created if
+    needed; no other process may have it open). Returns the table's description
+    (ACTIVE, or FAILED with ``failure_reason``)."""
+    from ..engine import Engine  # late: engine imports this package
+
+    read_manifest(store, backup_id)  # BackupNotFoundException before touching data_dir
+    with Engine.open(data_dir) as engine:
+        engine.restore_table(backup_id, table_name, partitions=partitions, sync=sync,
+                             store=store)
+        deadline = time.monotonic() + timeout
+        while True:
+            description = engine.wait_for_table(table_name, timeout=0.5)
+            if on_progress is not None and description.get("restore", {}).get("progress"):
+                on_progress(description["restore"]["progress"])
+            if description["status"] != "CREATING" or time.monotonic() > deadline:
+                return description
+
+
+def iter_backup_items(store: ObjectStore, backup_id: str, *, work_dir: Path | None = None,
+                      on_bytes: ByteCallback | None = None) -> Iterator[bytes]:
+    """Every item's encoded value, partition by partition in key order (the table's scan
+    order), each partition checked physically before it is read."""
+    manifest = read_manifest(store, backup_id)
+    scratch = Path(tempfile.mkdtemp(prefix="tessera-export-", dir=work_dir))
+    try:
+        for entry in manifest.partitions:
+            try:
+                path = _download(store, entry, scratch, on_bytes)
+            except (ObjectNotFoundError, ChecksumMismatchError) as err:
+                raise CorruptionError(f"export of backup {backup_id}: {err}",
+                                      partition=entry.partition_id,
+                                      path=entry.object_key) from err
+            env_dir = path.parent / "env"
+            with open(path, "rb") as source:
+                unpack_partition(source, env_dir, entry, source_name=entry.object_key or "",
+                                 fsync=False)
+            path.unlink()
+            env = open_readonly(env_dir)
+            try:
+                items = env.open_db(ITEMS_DB, create=False)
+                with env.begin(db=items, buffers=False) as txn:
+                    for _, value in txn.cursor().iternext(keys=True, values=True):
+                        yield value
+            finally:
+                env.close()
+                shutil.rmtree(path.parent, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def export_jsonl(store: ObjectStore, backup_id: str, out: TextIO, *,
+                 work_dir: Path | None = None, on_bytes: ByteCallback | None = None,
+                 on_item: Callable[[], None] | None = None) -> int:
+    """Write every item as DynamoDB JSON (``{"attr": {"S": "..."}}``), one per line;
+    returns the item count."""
+    from ..server.attrvalue import serialize_item
+    from ..table import decode_item
+
+    count = 0
+    for raw in iter_backup_items(store, backup_id, work_dir=work_dir, on_bytes=on_bytes):
+        out.write(json.dumps(serialize_item(decode_item(raw)), ensure_ascii=False,
+                             separators=(",", ":")))
+        out.write("\n")
+        count += 1
+        if on_item is not None:
+            on_item()
+    return count
+
+
+def copy_backup(source: ObjectStore, destination: ObjectStore, backup_id: str, *,
+                parallelism: int = DEFAULT_PARALLELISM,
+                on_bytes: ByteCallback | None = None) -> dict[str, Any]:
+    """Copy a backup to ``destination`` under the same id (manifest last); returns the
+    destination's summary."""
+    manifest = read_manifest(source, backup_id)
+    copy_backup_objects(source, destination, manifest, parallelism=parallelism,
+                        on_bytes=on_bytes)
+    return {**summary(read_manifest(destination, backup_id)), "store": destination.url}
+
+
+def delete_backup(store: ObjectStore, backup_id: str) -> int:
+    """Delete the manifest first (from then on it is not a backup), then the objects;
+    returns how many objects went. A prefix with objects but no manifest (an unfinished
+    backup) is cleaned up too; an id with nothing stored → BackupNotFoundException."""
+    if "/" in backup_id or not backup_id:
+        raise BackupNotFoundException(f"Backup not found: {backup_id!r}")
+    key = manifest_key("", backup_id)
+    had_manifest = store.exists(key)
+    store.delete(key)
+    removed = store.delete_prefix(f"{backup_id}/")
+    if not had_manifest and removed == 0:
+        raise BackupNotFoundException(f"Backup not found: {backup_id} (nothing under "
+                                      f"{backup_id}/ in {store.url})")
+    return removed + int(had_manifest)

@@ -1,0 +1,377 @@
+"""The restore and copy API of an engine (SPEC §8): catalog bookkeeping around
+:class:`~engine.backup.restore.RestoreJob` and :func:`~engine.backup.copy.copy_backup_objects`.
+
+Restore: the target table is recorded CREATING at once (its record carries a
+``restore`` section: backup id, source store URL) and the work runs on a thread. The
+table becomes ACTIVE only when every partition is imported and checked; on bad data it
+becomes FAILED with a ``failure_reason`` (no partition is opened; ``delete_table``
+removes it). While a restore or copy runs, the backup record lists it
+(``restores_in_progress`` / ``copies_in_progress``) and sets ``in_use_by``, so
+``delete_backup`` refuses.
+
+Crash recovery (called from ``Engine.__init__``): a table left CREATING by a restore is
+**resumed from scratch** — its directory is removed and the restore starts again — when
+its backup is still AVAILABLE in the engine's own backup store; otherwise (the backup
+was deleted, or the restore came from another store the engine cannot reopen) the table
+is marked FAILED with the reason. A copy interrupted by a crash is recorded as FAILED in
+the backup's ``copies`` history: its destination holds objects without a manifest, which
+are not a backup (run the copy again; it replaces them).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    BackupInUseException,
+    BackupNotFoundException,
+    CorruptionError,
+    ObjectNotFoundError,
+    TableAlreadyExistsException,
+    TableNotFoundException,
+    ValidationException,
+)
+from ..keys import validate_table_name
+from ..partition_map import PartitionMap
+from ..store import ObjectStore, open_store
+from ..wal import SYNC_POLICIES
+from .copy import CopyProgress, copy_backup_objects
+from .manifest import BackupManifest, manifest_key
+from .restore import RestoreCancelled, RestoreJob, plan_partition_map
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+
+def read_manifest(store: ObjectStore, backup_id: str) -> BackupManifest:
+    """The manifest of ``backup_id`` in ``store``; BackupNotFoundException if none."""
+    key = manifest_key("", backup_id)
+    try:
+        data = store.get(key)
+    except ObjectNotFoundError:
+        raise BackupNotFoundException(
+            f"Backup not found: {backup_id} (no {key} in {store.url})") from None
+    except ValueError as err:  # an id that cannot be a key
+        raise BackupNotFoundException(f"Backup not found: {backup_id} ({err})") from None
+    manifest = BackupManifest.from_json(data, f"{store.url}/{key}")
+    if manifest.backup_id != backup_id:
+        raise CorruptionError(f"manifest of backup {backup_id} names backup "
+                              f"{manifest.backup_id}", path=f"{store.url}/{key}")
+    return manifest
+
+
+class _RestoreRun:
+    def __init__(self, record: dict, job: RestoreJob, own_store: bool) -> None:
+        self.record = record
+        self.job = job
+        self.own_store = own_store
+        self.closing = False
+        self.thread: threading.Thread | None = None
+
+
+class _CopyRun:
+    def __init__(self, backup_id: str, destination: ObjectStore, close_destination: bool,
+                 region: str | None, progress: CopyProgress) -> None:
+        self.backup_id = backup_id
+        self.destination = destination
+        self.close_destination = close_destination
+        self.region = region
+        self.progress = progress
+        self.thread: threading.Thread | None = None
+
+
+class RestoreManager:
+    """Owned by an :class:`~engine.Engine`; its public methods are the engine's
+    restore/copy API."""
+
+    def __init__(self, engine: Engine, *, parallelism: int = 4) -> None:
+        self.engine = engine
+        self.catalog = engine.catalog
+        self.parallelism = parallelism
+        self._lock = threading.RLock()
+        self._restores: dict[str, _RestoreRun] = {}  # target table name -> run
+        self._copies: dict[str, _CopyRun] = {}  # copy id -> run
+
+    # ------------------------------------------------------------------ restore
+    def restore_table(
+        self,
+        backup_id: str,
+        target_table: str,
+        *,
+        partitions: int | None = None,
+        split_points: Sequence[Any] | None = None,
+        sync: str | None = None,
+        store: ObjectStore | None = None,
+    ) -> dict:
+        validate_table_name(target_table)
+        if sync is not None and sync not in SYNC_POLICIES:
+            raise ValidationException(f"sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}")
+        own_store = store is None
+        if own_store:
+            record = self.engine.backups._record(backup_id)
+            self._check_available(record)
+            manifest = self.engine.backups._read_manifest(backup_id)
+            store = self.engine.backup_store
+        else:
+            manifest = read_manifest(store, backup_id)
+        target_map = plan_partition_map(manifest, partitions, split_points)
+        with self.engine._lock, self.engine.backups._lock:
+            if self.catalog.get_table(target_table) is not None:
+                raise TableAlreadyExistsException(f"Table already exists: {target_table}")
+            table_record = {
+                "name": target_table,
+                "table_id": uuid.uuid4().hex,
+                "status": "CREATING",
+                "key_schema": manifest.key_schema,
+                "partitioning": manifest.partitioning,
+                "partition_map": target_map.to_json(),
+                "next_partition_seq": len(target_map),
+                "sync": sync or manifest.settings.get("sync", "batch"),
+                "created_at": time.time(),
+                "restore": {"backup_id": backup_id, "store": store.url,
+                            "own_store": own_store, "started_at": time.time()},
+            }
+            if own_store:
+                self._mark_in_use(backup_id, restore=target_table)
+            self.catalog.put_table(table_record)
+            self._launch_restore(table_record, manifest, store, own_store)
+            return self.engine._describe(table_record)
+
+    @staticmethod
+    def _check_available(record: dict) -> None:
+        if record["status"] != "AVAILABLE":
+            raise BackupInUseException(
+                f"Backup {record['backup_id']} is {record['status']}, not AVAILABLE; only an "
+                "AVAILABLE backup can be restored or copied")
+
+    def _launch_restore(self, table_record: dict, manifest: BackupManifest,
+                        store: ObjectStore, own_store: bool) -> None:
+        job = RestoreJob(store, manifest, self.engine._table_dir(table_record),
+                         PartitionMap.from_json(table_record["partition_map"]),
+                         map_size=self.engine.map_size_bytes, parallelism=self.parallelism)
+        run = _RestoreRun(table_record, job, own_store)
+        self._restores[table_record["name"]] = run
+        run.thread = threading.Thread(target=self._restore_to_end, args=(run,),
+                                      name=f"restore-{table_record['name']}", daemon=True)
+        run.thread.start()
+
+    def _restore_to_end(self, run: _RestoreRun) -> None:
+        record = run.record
+        backup_id = record["restore"]["backup_id"]
+        finished = False  # ACTIVE or FAILED: the backup is no longer in use by it
+        try:
+            run.job.run()
+            with self.engine._lock:
+                if self.engine._closed:
+                    raise RestoreCancelled("engine closed")
+                self.engine._open_table(record)
+                record["status"] = "ACTIVE"
+                record["restore"]["completed_at"] = time.time()
+                self.catalog.put_table(record)
+            finished = True
+        except BaseException as err:  # noqa: BLE001 - every failure becomes FAILED(reason)
+            if isinstance(err, RestoreCancelled) or run.closing:
+                return  # shutdown: the table stays CREATING and resumes on the next open
+            self._mark_table_failed(record, f"{type(err).__name__}: {err}")
+            finished = True
+        finally:
+            with self._lock:
+                self._restores.pop(record["name"], None)
+            if run.own_store and finished:
+                self._release(backup_id, restore=record["name"])
+
+    def _mark_table_failed(self, record: dict, reason: str) -> None:
+        record["status"] = "FAILED"
+        record["failure_reason"] = reason
+        with self.engine._lock:
+            current = self.catalog.get_table(record["name"])
+            if current is not None and current["table_id"] == record["table_id"]:
+                self.catalog.put_table(record)
+
+    def wait_for_table(self, name: str, timeout: float = 600.0) -> dict:
+        """Block until ``name`` leaves CREATING (or ``timeout``); returns its description."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self._restores.get(name)
+            if run is not None and run.thread is not None:
+                run.thread.join(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+            record = self.catalog.get_table(name)
+            if record is None:
+                raise TableNotFoundException(f"Table not found: {name}")
+            if record["status"] != "CREATING" or time.monotonic() >= deadline:
+                return self.engine._describe(record)
+            if run is None:
+                time.sleep(0.05)
+
+    def restore_progress(self, name: str) -> dict | None:
+        run = self._restores.get(name)
+        return None if run is None else run.job.progress.to_json()
+
+    # ------------------------------------------------------------------ copy
+    def copy_backup(self, backup_id: str, destination: ObjectStore | str,
+                    region: str | None = None) -> dict:
+        record = self.engine.backups._record(backup_id)
+        self._check_available(record)
+        manifest = self.engine.backups._read_manifest(backup_id)
+        close_destination = not isinstance(destination, ObjectStore)
+        store = open_store(str(destination)) if close_destination else destination
+        try:
+            if store.url == self.engine.backup_store.url:
+                raise ValidationException(f"backup {backup_id} is already in {store.url}")
+            with self.engine.backups._lock:
+                self._check_available(self.engine.backups._record(backup_id))
+                if any(run.backup_id == backup_id and run.destination.url == store.url
+                       for run in self._copies.values()):
+                    raise BackupInUseException(
+                        f"Backup {backup_id} is already being copied to {store.url}")
+                copy_id = uuid.uuid4().hex[:12]
+                progress = CopyProgress(len(manifest.partitions), manifest.size_bytes)
+                run = _CopyRun(backup_id, store, close_destination, region, progress)
+                self._mark_in_use(backup_id, copy={"copy_id": copy_id, "destination": store.url,
+                                                   "region": region, "started_at": time.time()})
+                self._copies[copy_id] = run
+        except BaseException:
+            if close_destination:
+                store.close()
+            raise
+        run.thread = threading.Thread(target=self._copy_to_end, args=(copy_id, run, manifest),
+                                      name=f"copy-{backup_id}", daemon=True)
+        run.thread.start()
+        return {"copy_id": copy_id, "backup_id": backup_id, "source": self.engine.backup_store.url,
+                "destination": store.url, "region": region, "status": "COPYING"}
+
+    def _copy_to_end(self, copy_id: str, run: _CopyRun, manifest: BackupManifest) -> None:
+        outcome: dict[str, Any] = {"copy_id": copy_id, "destination": run.destination.url,
+                                   "region": run.region}
+        try:
+            copy_backup_objects(self.engine.backup_store, run.destination, manifest,
+                                parallelism=self.parallelism, progress=run.progress)
+            outcome.update(status="AVAILABLE", failure_reason=None)
+        except BaseException as err:  # noqa: BLE001 - recorded on the backup
+            outcome.update(status="FAILED", failure_reason=f"{type(err).__name__}: {err}")
+        finally:
+            outcome["completed_at"] = time.time()
+            if run.close_destination:
+                run.destination.close()
+            self._release(run.backup_id, copy_id=copy_id, outcome=outcome)
+            with self._lock:
+                self._copies.pop(copy_id, None)
+
+    def wait_for_copies(self, backup_id: str, timeout: float = 600.0) -> dict:
+        """Block until no copy of ``backup_id`` runs; returns the backup's description."""
+        deadline = time.monotonic() + timeout
+        for run in [r for r in list(self._copies.values()) if r.backup_id == backup_id]:
+            if run.thread is not None:
+                run.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        return self.engine.backups.describe_backup(backup_id)
+
+    def copy_progress(self, backup_id: str) -> dict:
+        return {run.destination.url: run.progress.to_json()
+                for run in list(self._copies.values()) if run.backup_id == backup_id}
+
+    # ------------------------------------------------------------------ in-use marks
+    def _mark_in_use(self, backup_id: str, *, restore: str | None = None,
+                     copy: dict | None = None) -> None:
+        def change(record):
+            if record is None:
+                raise BackupNotFoundException(f"Backup not found: {backup_id}")
+            self._check_available(record)
+            if restore is not None:
+                record["restores_in_progress"] = [*record.get("restores_in_progress", []), restore]
+            if copy is not None:
+                record["copies_in_progress"] = [*record.get("copies_in_progress", []), copy]
+            record["in_use_by"] = _in_use_by(record)
+            return record
+
+        self.catalog.update("backup", backup_id, change)
+
+    def _release(self, backup_id: str, *, restore: str | None = None,
+                 copy_id: str | None = None, outcome: dict | None = None) -> None:
+        def change(record):
+            if record is None:
+                return None
+            if restore is not None:
+                record["restores_in_progress"] = [
+                    name for name in record.get("restores_in_progress", []) if name != restore]
+            if copy_id is not None:
+                record["copies_in_progress"] = [
+                    c for c in record.get("copies_in_progress", []) if c["copy_id"] != copy_id]
+            if outcome is not None:
+                record["copies"] = [*record.get("copies", []), outcome]
+            record["in_use_by"] = _in_use_by(record)
+            return record
+
+        with self.engine.backups._lock:
+            self.catalog.update("backup", backup_id, change)
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self, interrupted_restores: list[dict]) -> None:
+        """Resume (or fail) restores a crash interrupted; clear stale in-use marks."""
+        resumed: set[str] = set()
+        for record in interrupted_restores:
+            backup_id = record["restore"]["backup_id"]
+            reason = None
+            if not record["restore"].get("own_store") or \
+                    record["restore"]["store"] != self.engine.backup_store.url:
+                reason = ("the restore was interrupted and its source store "
+                          f"{record['restore']['store']} is not this engine's backup store; "
+                          "delete this table and run the restore again")
+            else:
+                backup = self.catalog.get_backup(backup_id)
+                if backup is None or backup["status"] != "AVAILABLE":
+                    reason = f"the restore was interrupted and backup {backup_id} is no longer AVAILABLE"
+            manifest = None
+            if reason is None:
+                try:
+                    manifest = self.engine.backups._read_manifest(backup_id)
+                except CorruptionError as err:
+                    reason = f"the restore was interrupted and resuming it failed: {err}"
+            if reason is not None or manifest is None:
+                self.engine._drop_files(record)
+                self._mark_table_failed(record, reason or "unknown")
+                continue
+            record["restore"]["resumed"] = record["restore"].get("resumed", 0) + 1
+            self.catalog.put_table(record)
+            resumed.add(record["name"])
+            self._launch_restore(record, manifest, self.engine.backup_store, True)
+        for backup in self.catalog.list_backups():
+            if not (backup.get("restores_in_progress") or backup.get("copies_in_progress")):
+                continue
+
+            def change(current, resumed=resumed):
+                if current is None:
+                    return None
+                current["restores_in_progress"] = [
+                    n for n in current.get("restores_in_progress", []) if n in resumed]
+                for lost in current.get("copies_in_progress", []):
+                    current["copies"] = [*current.get("copies", []), {
+                        **lost, "status": "FAILED", "completed_at": time.time(),
+                        "failure_reason": "interrupted by a shutdown or crash; copy it again"}]
+                current["copies_in_progress"] = []
+                current["in_use_by"] = _in_use_by(current)
+                return current
+
+            self.catalog.update("backup", backup["backup_id"], change)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self, timeout: float = 60.0) -> None:
+        """Stop restores (they resume on the next open); let copies finish or fail."""
+        with self._lock:
+            restores = list(self._restores.values())
+            copies = list(self._copies.values())
+        for run in restores:
+            run.closing = True
+            run.job.cancel()
+        for run in restores + copies:  # type: ignore[operator]
+            if run.thread is not None:
+                run.thread.join(timeout)
+
+
+def _in_use_by(record: dict) -> str | None:
+    users = [f"restore to table {name}" for name in record.get("restores_in_progress", [])]
+    users += [f"copy to {c['destination']}" for c in record.get("copies_in_progress", [])]
+    return ", ".join(users) or None
