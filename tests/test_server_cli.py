@@ -1,4 +1,4 @@
-"""`python -m engine.server` as a process: the AWS CLI against it, and a clean SIGTERM.
+"""`python -m engine.server` as a process, driven by the AWS CLI (SIGTERM: test_server_shutdown).
 
 The AWS CLI vendors its own botocore and would shadow boto3's if imported here, so it lives
 in a separate virtualenv (``.venv-awscli`` beside the project's, created on first use) and
@@ -10,72 +10,23 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
+from server_process import ACCESS_KEY, REGION, ROOT, SECRET, start_server
 
-ROOT = Path(__file__).resolve().parent.parent
 AWSCLI_VENV = ROOT / ".venv-awscli"
-ACCESS_KEY, SECRET, REGION = "AKIDCLI", "cli-secret", "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """The server as a child process with a credentials file; yields (endpoint, process)."""
-    base = tmp_path_factory.mktemp("serve")
-    credentials = base / "credentials.json"
-    credentials.write_text(json.dumps({ACCESS_KEY: SECRET}))
-    port = free_port()
-    log = (base / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engine.server.main",
-            "--data-dir",
-            str(base / "data"),
-            "--backups",
-            f"file://{base / 'backups'}",
-            "--port",
-            str(port),
-            "--credentials",
-            str(credentials),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"server did not start: {(base / 'server.log').read_text()}")
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", process, base / "server.log"
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
-    log.close()
+    """The server as a child process with a credentials file; yields (endpoint, process, log)."""
+    server = start_server(tmp_path_factory.mktemp("serve"))
+    yield server.endpoint, server.process, server.log_path
+    server.kill()
 
 
 @pytest.fixture(scope="session")
@@ -225,87 +176,158 @@ def test_aws_cli(served, aws_cli):
     ok(aws(aws_cli, endpoint, "delete-table", "--table-name", "cli-orders"))
 
 
-def test_aws_cli_backups(served, aws_cli):
+# One item with every attribute type. AWS CLI v1 sends blob arguments as raw bytes (v2 as
+# base64), so the B/BS strings here are the bytes stored; answers carry them base64-encoded.
+MUSIC_ALL_TYPES = {
+    "Artist": {"S": "No One You Know"},
+    "SongTitle": {"S": "Call Me Today"},
+    "AlbumTitle": {"S": "Somewhat Famous"},
+    "Year": {"N": "2015"},
+    "Price": {"N": "1.5"},
+    "Cover": {"B": "cover-art"},
+    "Explicit": {"BOOL": False},
+    "Producer": {"NULL": True},
+    "Details": {"M": {"Label": {"S": "Indie"}, "Length": {"N": "215"}}},
+    "Credits": {"L": [{"S": "vocals"}, {"N": "2"}, {"BOOL": True}]},
+    "Tags": {"SS": ["pop", "indie"]},
+    "Ratings": {"NS": ["4", "5"]},
+    "Clips": {"BS": ["intro", "outro"]},
+}
+MUSIC_SONGS = [
+    ("No One You Know", "My Dog Spot"),
+    ("No One You Know", "Somewhat Famous"),
+    ("Acme Band", "Happy Day"),
+    ("Acme Band", "PartiQL Rocks"),
+]
+
+
+def as_returned(item: dict) -> dict:
+    """``item`` as the CLI prints it back: blobs base64-encoded, sets in any order (sorted
+    here; compare with :func:`sorted_sets` of the answer)."""
+
+    def convert(value: dict) -> dict:
+        ((kind, inner),) = value.items()
+        if kind == "B":
+            return {"B": base64.b64encode(inner.encode()).decode()}
+        if kind == "BS":
+            return {"BS": sorted(base64.b64encode(v.encode()).decode() for v in inner)}
+        if kind in ("SS", "NS"):
+            return {kind: sorted(inner)}
+        if kind == "M":
+            return {"M": {k: convert(v) for k, v in inner.items()}}
+        if kind == "L":
+            return {"L": [convert(v) for v in inner]}
+        return value
+
+    return {name: convert(value) for name, value in item.items()}
+
+
+def sorted_sets(item: dict) -> dict:
+    return {
+        name: {kind: sorted(inner)} if kind in ("SS", "NS", "BS") else {kind: inner}
+        for name, value in item.items()
+        for kind, inner in value.items()
+    }
+
+
+def test_aws_cli_music_backup_restore(served, aws_cli):
+    """The flow of issue #6 with the CLI: Music table, every type, paginated query and scan,
+    create/describe/list backups, restore and read the restored table, delete the backup."""
     from engine import Engine
 
-    if not hasattr(Engine, "create_backup"):
-        pytest.skip("the engine has no backups yet")
+    if not hasattr(Engine, "restore_table"):
+        pytest.skip("engine.Engine has no restore_table yet: RestoreTableFromBackup cannot run")
     endpoint, _, _ = served
-    ok(
-        aws(
-            aws_cli,
-            endpoint,
-            "create-table",
-            "--table-name",
-            "cli-backed",
-            "--attribute-definitions",
-            "AttributeName=pk,AttributeType=S",
-            "--key-schema",
-            "AttributeName=pk,KeyType=HASH",
-            "--billing-mode",
-            "PAY_PER_REQUEST",
-        )
+
+    def cli(*args: str) -> dict:
+        return ok(aws(aws_cli, endpoint, *args))
+
+    created = cli(
+        "create-table",
+        "--table-name",
+        "Music",
+        "--attribute-definitions",
+        "AttributeName=Artist,AttributeType=S",
+        "AttributeName=SongTitle,AttributeType=S",
+        "--key-schema",
+        "AttributeName=Artist,KeyType=HASH",
+        "AttributeName=SongTitle,KeyType=RANGE",
+        "--billing-mode",
+        "PAY_PER_REQUEST",
     )
-    ok(
-        aws(
-            aws_cli,
-            endpoint,
-            "put-item",
-            "--table-name",
-            "cli-backed",
-            "--item",
-            '{"pk": {"S": "x"}}',
-        )
+    assert created["TableDescription"]["TableName"] == "Music"
+    cli("put-item", "--table-name", "Music", "--item", json.dumps(MUSIC_ALL_TYPES))
+    cli(
+        "batch-write-item",
+        "--request-items",
+        json.dumps(
+            {
+                "Music": [
+                    {"PutRequest": {"Item": {"Artist": {"S": a}, "SongTitle": {"S": s}}}}
+                    for a, s in MUSIC_SONGS
+                ]
+            }
+        ),
     )
-    arn = ok(
-        aws(
-            aws_cli,
-            endpoint,
-            "create-backup",
-            "--table-name",
-            "cli-backed",
-            "--backup-name",
-            "cli-nightly",
-        )
-    )["BackupDetails"]["BackupArn"]
+    key = json.dumps(
+        {"Artist": MUSIC_ALL_TYPES["Artist"], "SongTitle": MUSIC_ALL_TYPES["SongTitle"]}
+    )
+    got = cli("get-item", "--table-name", "Music", "--key", key, "--consistent-read")
+    assert sorted_sets(got["Item"]) == as_returned(MUSIC_ALL_TYPES)
+
+    query = (
+        "query",
+        "--table-name",
+        "Music",
+        "--key-condition-expression",
+        "Artist = :a",
+        "--expression-attribute-values",
+        json.dumps({":a": {"S": "No One You Know"}}),
+        "--projection-expression",
+        "SongTitle",
+    )
+    # --page-size 1: the CLI follows LastEvaluatedKey request by request and merges the pages.
+    titles = [item["SongTitle"]["S"] for item in cli(*query, "--page-size", "1")["Items"]]
+    assert titles == ["Call Me Today", "My Dog Spot", "Somewhat Famous"]
+    first = cli(*query, "--max-items", "2")
+    assert [item["SongTitle"]["S"] for item in first["Items"]] == titles[:2]
+    rest = cli(*query, "--max-items", "2", "--starting-token", first["NextToken"])
+    assert [item["SongTitle"]["S"] for item in rest["Items"]] == titles[2:]
+    scanned = cli("scan", "--table-name", "Music", "--page-size", "2")
+    assert scanned["Count"] == 5 and len(scanned["Items"]) == 5
+
+    arn = cli("create-backup", "--table-name", "Music", "--backup-name", "MusicBackup1")[
+        "BackupDetails"
+    ]["BackupArn"]
     deadline = time.monotonic() + 60
-    while (
-        ok(aws(aws_cli, endpoint, "describe-backup", "--backup-arn", arn))["BackupDescription"][
-            "BackupDetails"
-        ]["BackupStatus"]
-        != "AVAILABLE"
-    ):
-        assert time.monotonic() < deadline
+    while True:
+        described = cli("describe-backup", "--backup-arn", arn)["BackupDescription"]
+        if described["BackupDetails"]["BackupStatus"] == "AVAILABLE":
+            break
+        assert described["BackupDetails"]["BackupStatus"] == "CREATING", described
+        assert time.monotonic() < deadline, "backup not AVAILABLE after 60 s"
         time.sleep(0.5)
-    listed = ok(aws(aws_cli, endpoint, "list-backups", "--table-name", "cli-backed"))
-    assert arn in [summary["BackupArn"] for summary in listed["BackupSummaries"]]
-    if hasattr(Engine, "restore_table"):
-        restored = ok(
-            aws(
-                aws_cli,
-                endpoint,
-                "restore-table-from-backup",
-                "--target-table-name",
-                "cli-restored",
-                "--backup-arn",
-                arn,
-            )
-        )
-        assert restored["TableDescription"]["TableName"] == "cli-restored"
-    ok(aws(aws_cli, endpoint, "delete-backup", "--backup-arn", arn))
+    assert described["SourceTableDetails"]["ItemCount"] == 5
+    listed = cli("list-backups", "--table-name", "Music")["BackupSummaries"]
+    assert [(s["BackupArn"], s["BackupName"]) for s in listed] == [(arn, "MusicBackup1")]
 
-
-def test_sigterm_stops_cleanly(served):
-    """Runs last in this module: SIGTERM -> graceful stop, engine closed, exit status 0."""
-    endpoint, process, log = served
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 1}),
+    restored = cli(
+        "restore-table-from-backup", "--target-table-name", "MusicRestored", "--backup-arn", arn
     )
-    client.list_tables()
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0, log.read_text()
+    assert restored["TableDescription"]["TableName"] == "MusicRestored"
+    cli("wait", "table-exists", "--table-name", "MusicRestored")  # polls until ACTIVE
+    got = cli("get-item", "--table-name", "MusicRestored", "--key", key, "--consistent-read")
+    assert sorted_sets(got["Item"]) == as_returned(MUSIC_ALL_TYPES)
+    restored_items = cli("scan", "--table-name", "MusicRestored")["Items"]
+    assert sorted((i["Artist"]["S"], i["SongTitle"]["S"]) for i in restored_items) == sorted(
+        [*MUSIC_SONGS, ("No One You Know", "Call Me Today")]
+    )
+
+    cli("delete-backup", "--backup-arn", arn)
+    assert cli("list-backups", "--table-name", "Music")["BackupSummaries"] == []
+    missing = aws(
+        aws_cli, endpoint, "create-backup", "--table-name", "NoSuchTable", "--backup-name", "nope"
+    )
+    assert missing.returncode != 0 and "TableNotFoundException" in missing.stderr
+    cli("delete-table", "--table-name", "MusicRestored")
+    cli("delete-table", "--table-name", "Music")

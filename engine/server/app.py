@@ -1,10 +1,12 @@
 """The ASGI application: DynamoDB's JSON protocol over an embedded engine.
 
 A bare ASGI callable (no framework: a request is one POST to ``/`` and the work is the
-engine's). For each request the event loop only reads the body — refused past
-``max_body_bytes`` before any parsing — and writes the answer; signature check, JSON
-decoding, the engine call and JSON encoding run on a worker thread from a bounded pool
-(``max_workers``), since the engine blocks.
+engine's). For each request the event loop reads the body — refused past ``max_body_bytes``
+before any parsing — and writes the answer; signature check, JSON decoding, the engine call
+and JSON encoding run on a worker thread from a bounded pool (``max_workers``), since the
+engine blocks (WAL fsyncs, large scans). The exception is ``INLINE_OPERATIONS``: a GetItem
+is one lock-free LMDB read of one item (≤ 400 KB), cheaper than the hop to a worker thread
+and back (~100 µs of the event loop's time per request), so it runs on the event loop.
 
 Errors are answered as DynamoDB does: HTTP 400 (client) or 500 (server) with
 ``{"__type": "com.amazonaws.dynamodb.v20120810#<Code>", "message": "..."}``. Responses carry
@@ -37,6 +39,8 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # 16 MiB, DynamoDB's request size lim
 TARGET_PREFIX = "DynamoDB_20120810."
 ERROR_TYPE_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 CONTENT_TYPE = b"application/x-amz-json-1.0"
+# Operations that never wait on a lock, a fsync or a large read: run on the event loop.
+INLINE_OPERATIONS = frozenset({TARGET_PREFIX + "GetItem"})
 
 
 class _ProtocolError(TesseraError):
@@ -127,18 +131,23 @@ class DynamoDBApp:
         if isinstance(body, TesseraError):
             await self._send_error(send, body, request_id)
             return
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.max_workers)
-        status, payload = await anyio.to_thread.run_sync(
-            self.handle,
+        arguments = (
             method,
             scope.get("raw_path") or scope["path"].encode(),
             scope.get("query_string", b""),
             headers,
             body,
             request_id,
-            limiter=self._limiter,
         )
+        target = next((value for name, value in headers if name == "x-amz-target"), "")
+        if target in INLINE_OPERATIONS:
+            status, payload = self.handle(*arguments)
+        else:
+            if self._limiter is None:
+                self._limiter = anyio.CapacityLimiter(self.max_workers)
+            status, payload = await anyio.to_thread.run_sync(
+                self.handle, *arguments, limiter=self._limiter
+            )
         await self._send(send, status, payload, CONTENT_TYPE, request_id)
 
     async def _read_body(

@@ -178,23 +178,50 @@ def _stop_signals_return_normally() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+_EPILOG = """\
+Every request must be signed (AWS Signature V4) with one of the credentials. With the
+defaults, any unmodified client works:
+
+  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
+      aws dynamodb list-tables --endpoint-url http://127.0.0.1:8000
+
+SIGTERM or Ctrl-C stops accepting connections, finishes the requests in flight, flushes
+the WAL and closes the engine (exit status 0); a backup still running resumes on the
+next start.
+"""
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.epilog = _EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the example's lines
     parser.add_argument(
-        "--data-dir", default="./data", help="engine data directory (default ./data)"
+        "--data-dir", metavar="DIR", default="./data", help="engine data directory (default ./data)"
     )
     parser.add_argument(
         "--backups",
+        metavar="URL",
         default="file://./backups",
         help="backup store URL: file://DIR or s3://BUCKET/PREFIX (default file://./backups)",
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        "--host",
+        metavar="ADDRESS",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1)",
     )
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", metavar="N", type=int, default=8000, help="port (default 8000)")
     parser.add_argument(
-        "--region", default="us-east-1", help="region for ARNs and backup ids (default us-east-1)"
+        "--region",
+        metavar="NAME",
+        default="us-east-1",
+        help="region for ARNs and backup ids (default us-east-1)",
     )
-    parser.add_argument("--account-id", default="000000000000", help="account id in ARNs")
+    parser.add_argument(
+        "--account-id",
+        metavar="ID",
+        default="000000000000",
+        help="account id in ARNs (default 000000000000)",
+    )
     parser.add_argument(
         "--credentials",
         metavar="FILE",
@@ -202,16 +229,31 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "TESSERA_ACCESS_KEY_ID/TESSERA_SECRET_ACCESS_KEY, else local/local)",
     )
     parser.add_argument(
-        "--max-body-bytes", type=int, default=None, help="largest request body (default 16 MiB)"
+        "--max-body-bytes",
+        metavar="BYTES",
+        type=int,
+        default=None,
+        help="largest request body (default 16 MiB)",
     )
     parser.add_argument(
-        "--workers", type=int, default=16, help="threads running engine calls (default 16)"
+        "--workers",
+        metavar="N",
+        type=int,
+        default=16,
+        help="threads running engine calls (default 16)",
     )
     parser.add_argument(
-        "--partitions", type=int, default=4, help="partitions of a new table (default 4)"
+        "--partitions",
+        metavar="N",
+        type=int,
+        default=4,
+        help="partitions of a new table (default 4)",
     )
     parser.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="(default info)",
     )
     return parser
 
