@@ -34,6 +34,7 @@ from .errors import (
 from .keys import KeySchema, validate_table_name
 from .partition import DEFAULT_MAP_SIZE, Partition
 from .partition_map import PartitionMap, build_map, hash_boundaries
+from .priority import DEFAULT_BACKGROUND_NICE
 from .repartition import (
     AutoSplitter,
     Repartitioner,
@@ -64,6 +65,7 @@ class Engine:
         backup_parallelism: int = DEFAULT_PARALLELISM,
         backup_compression_level: int = 3,
         auto_split_bytes: int | None = None,
+        background_nice: int = DEFAULT_BACKGROUND_NICE,
     ) -> None:
         self.path = Path(path)
         self._auto_split: AutoSplitter | None = None
@@ -88,6 +90,7 @@ class Engine:
         self.backups = BackupManager(
             self, backup_store, max_in_flight=max_backups_in_flight,
             parallelism=backup_parallelism, compression_level=backup_compression_level,
+            nice=background_nice,
         )
         self.backups.recover()
         self.restores = RestoreManager(self, parallelism=max(2, backup_parallelism))
@@ -104,7 +107,8 @@ class Engine:
         a URL; default a directory ``backups`` beside ``path``), ``max_backups_in_flight``,
         ``backup_parallelism`` (partitions exported at once), ``backup_compression_level``,
         ``auto_split_bytes`` (split any partition whose LMDB pages in use exceed it; off by
-        default).
+        default), ``background_nice`` (nice increment of backup threads, default 10, so
+        requests win the CPU; 0 = same priority).
         """
         return cls(Path(path), **options)
 

@@ -28,6 +28,7 @@ from ..errors import (
     TableNotFoundException,
     ValidationException,
 )
+from ..priority import DEFAULT_BACKGROUND_NICE, lower_thread_priority
 from ..store import ObjectStore
 from .create import BackupRun
 from .manifest import BackupManifest, manifest_key
@@ -57,8 +58,10 @@ class BackupManager:
         parallelism: int = DEFAULT_PARALLELISM,
         compression_level: int = 3,
         threads_per_partition: int = 2,
+        nice: int = DEFAULT_BACKGROUND_NICE,
     ) -> None:
         self.engine = engine
+        self.nice = nice
         self.catalog = engine.catalog
         self.store = store
         self.max_in_flight = max_in_flight
@@ -204,6 +207,7 @@ class BackupManager:
         run.thread.start()
 
     def _run_to_end(self, run: BackupRun) -> None:
+        lower_thread_priority(self.nice)  # its export threads inherit it: writers come first
         try:
             manifest = run.run()
         except BaseException as err:  # noqa: BLE001 - every failure becomes FAILED(reason)
