@@ -31,6 +31,7 @@ from .partition import (
     APPLIED_LSN_KEY,
     Partition,
     apply_records,
+    copy_environment,
     open_environment,
     read_applied_lsn,
 )
@@ -78,6 +79,7 @@ class Replica:
         self.env, self.items_db, self.meta_db = open_environment(
             self.directory / "lmdb", map_size=self.partition.map_size
         )
+        self.env.sync(True)  # the copy came through the page cache: durable before use
         self.applied_lsn = self.synced_lsn = read_applied_lsn(self.env, self.meta_db)
         if self._hold is None:
             self._hold = self.partition.hold_wal(self.applied_lsn)
@@ -100,6 +102,7 @@ class Replica:
         self.env, self.items_db, self.meta_db = open_environment(
             self.directory / "lmdb", map_size=self.partition.map_size
         )
+        self.env.sync(True)  # the copy came through the page cache: durable before use
         self.applied_lsn = self.synced_lsn = read_applied_lsn(self.env, self.meta_db)
 
     def _follow(self) -> None:
@@ -210,7 +213,7 @@ class ReplicaSnapshot:
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=False)
         try:
-            self.replica.env.copy(str(dest), compact=True, txn=self.txn)
+            copy_environment(self.replica.env, dest, self.txn)
             env, items_db, meta_db = open_environment(dest, map_size=partition.map_size)
             try:
                 reached = apply_records(
