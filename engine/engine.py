@@ -311,6 +311,11 @@ class Engine:
         return description
 
     def _check_deletable(self, record: dict) -> None:
+        if self._repartitioner.busy(record["name"]):
+            raise ResourceInUseException(
+                f"Table {record['name']} is being repartitioned (a split, merge or move is "
+                "running); delete it when that finishes"
+            )
         backup_id = self.backups.backing_up(record["name"])
         if backup_id is not None:
             raise TableInUseException(

@@ -241,6 +241,12 @@ class Repartitioner:
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
+    def busy(self, table_name: str) -> bool:
+        """True while a split, merge or move of the table runs."""
+        with self._guard:
+            lock = self._locks.get(table_name)
+        return lock is not None and lock.locked()
+
     # ------------------------------------------------------------------ public ops
     def split(self, table_name: str, partition_id: str, at: Any = None) -> list[str]:
         with self._table_lock(table_name):

@@ -17,7 +17,7 @@ from backup_helpers import read_backup_items
 
 import engine.backup.create as backup_create
 from engine import Engine
-from engine.errors import ValidationException
+from engine.errors import ResourceInUseException, ValidationException
 from engine.repartition import CRASH_POINT_ENV
 
 CHILD = Path(__file__).with_name("repartition_crash_child.py")
@@ -260,6 +260,36 @@ def test_split_during_backup_restarts_the_backup(engine, monkeypatch):
     key = manifest_key("", backup["backup_id"])
     manifest = BackupManifest.from_json(engine.backup_store.get(key), key)
     assert [p.partition_id for p in manifest.partitions] == [*new_ids, "p0001"]
+
+
+def test_delete_table_is_refused_while_a_split_runs(engine, monkeypatch):
+    table, model = make_table(engine)
+    from engine.partition import Partition
+
+    in_copy, release = threading.Event(), threading.Event()
+    real_copy = Partition.export_copy
+
+    def paused_copy(self, *args, **kwargs):
+        in_copy.set()
+        release.wait(30)
+        return real_copy(self, *args, **kwargs)
+
+    monkeypatch.setattr(Partition, "export_copy", paused_copy)
+    result: list = []
+    splitter = threading.Thread(
+        target=lambda: result.append(engine.split_partition("Repart", "p0000")))
+    splitter.start()
+    try:
+        assert in_copy.wait(30)
+        with pytest.raises(ResourceInUseException, match="being repartitioned"):
+            engine.delete_table("Repart")
+    finally:
+        release.set()
+        splitter.join()
+    assert len(result[0]) == 2
+    check_table(table, model)  # the refused delete changed nothing
+    engine.delete_table("Repart")
+    assert "Repart" not in engine.list_tables()
 
 
 def test_auto_split_past_a_size_threshold(tmp_path):
