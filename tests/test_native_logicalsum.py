@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import lmdb
@@ -56,3 +57,29 @@ def test_missing_items_database_and_garbage(tmp_path):
     (tmp_path / "junk" / "data.mdb").write_bytes(b"\x07" * 8192)
     with pytest.raises(CorruptionError, match="cannot read the environment"):
         logical_checksum(tmp_path / "junk")
+
+
+def test_several_dirs_equal_the_py_lmdb_ordered_digest_for_any_layout(tmp_path):
+    from engine.backup.logical import logical_checksum_of_dirs
+    from engine.backup.restore import ordered_digest
+
+    rnd = random.Random(7)
+    items = sorted({rnd.randbytes(rnd.randint(1, 40)): rnd.randbytes(rnd.randint(0, 500))
+                    for _ in range(3000)}.items())
+    whole = make_env(tmp_path / "whole", items)
+    cuts = [0, 700, 701, 2500, len(items)]  # one single-item part
+    parts = [make_env(tmp_path / f"part{n}", items[lo:hi])
+             for n, (lo, hi) in enumerate(itertools.pairwise(cuts))]
+    each: list = []
+    combined = logical_checksum_of_dirs(parts, each)
+    assert combined == logical_checksum(whole) == logical_checksum_of_dirs([whole])
+    assert each == [logical_checksum(part) for part in parts]
+    assert [count for count, _ in each] == [700, 1, 1799, len(items) - 2500]
+    envs = [open_readonly(part) for part in parts]
+    try:
+        assert ordered_digest((env, env.open_db(b"items", create=False)) for env in envs) == combined
+    finally:
+        for env in envs:
+            env.close()
+    # A different split of different items must not collide.
+    assert logical_checksum_of_dirs(parts[:-1]) != combined

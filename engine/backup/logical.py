@@ -24,6 +24,7 @@ import os
 import queue
 import struct
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import lmdb
@@ -87,32 +88,57 @@ def _checksum_closed(env_dir: Path) -> tuple[int, str]:
     # ~10x the py-lmdb walk on one core, and both halves (framing in C, hashing in
     # hashlib) run without the GIL, so partitions checksum in parallel and writers
     # keep the interpreter while a backup runs.
-    try:
-        framer = ItemFramer(env_dir)
-    except NoItemsDatabase as err:
-        raise CorruptionError("environment has no 'items' database",
-                              path=str(env_dir)) from err
-    except LmdbError as err:
-        raise CorruptionError(f"cannot read the environment: {err}", path=str(env_dir)) from err
+    return logical_checksum_of_dirs([env_dir])
+
+
+def logical_checksum_of_dirs(
+    env_dirs: Iterable[str | os.PathLike[str]],
+    each: list[tuple[int, str]] | None = None,
+) -> tuple[int, str]:
+    """``(item_count, sha256 hex)`` over several *closed* environments, one after the other.
+
+    For a table's partitions in map order this is the table's logical content, equal for
+    any partition layout of the same items (and to :func:`logical_checksum` for one
+    environment). ``each``, if given, receives every environment's own
+    ``(item_count, sha256 hex)`` from the same pass. Walked in C, hashed without the GIL.
+    """
     digest = hashlib.sha256()
     buffer = bytearray(_FRAME_BUFFER_BYTES)
     view = memoryview(buffer)
-    try:
-        while True:
-            try:
-                written = framer.fill(buffer)
-            except LmdbError as err:
-                raise CorruptionError(f"walking the items failed: {err}",
-                                      path=str(env_dir)) from err
-            if written == 0:
-                return framer.item_count, digest.hexdigest()
-            if written < 0:  # one item larger than the buffer
-                buffer = bytearray(-written)
-                view = memoryview(buffer)
-                continue
-            digest.update(view[:written])
-    finally:
-        framer.close()
+    total = 0
+    for env_dir in env_dirs:
+        env_dir = Path(env_dir)
+        own = hashlib.sha256() if each is not None else None
+        try:
+            framer = ItemFramer(env_dir)
+        except NoItemsDatabase as err:
+            raise CorruptionError("environment has no 'items' database",
+                                  path=str(env_dir)) from err
+        except LmdbError as err:
+            raise CorruptionError(f"cannot read the environment: {err}",
+                                  path=str(env_dir)) from err
+        try:
+            while True:
+                try:
+                    written = framer.fill(buffer)
+                except LmdbError as err:
+                    raise CorruptionError(f"walking the items failed: {err}",
+                                          path=str(env_dir)) from err
+                if written == 0:
+                    break
+                if written < 0:  # one item larger than the buffer
+                    buffer = bytearray(-written)
+                    view = memoryview(buffer)
+                    continue
+                digest.update(view[:written])
+                if own is not None:
+                    own.update(view[:written])
+        finally:
+            framer.close()
+        total += framer.item_count
+        if each is not None:
+            each.append((framer.item_count, own.hexdigest()))
+    return total, digest.hexdigest()
 
 
 def _checksum_env(env: lmdb.Environment) -> tuple[int, str]:
