@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ValidationException
 from .partition import APPLIED_LSN_KEY, Partition, apply_records, open_environment
 from .partition_map import PartitionInterval, PartitionMap
+from .volumes import writable_volume
 from .wal_tail import WalTail
 
 if TYPE_CHECKING:
@@ -329,17 +330,8 @@ class Repartitioner:
     def move(self, table_name: str, partition_id: str, volume_dir: str | Path) -> str:
         with self._table_lock(table_name):
             interval, partition = self._find(table_name, partition_id)
-            volume = Path(volume_dir)
-            try:
-                volume.mkdir(parents=True, exist_ok=True)
-                probe = volume / f".tessera-probe-{os.getpid()}"
-                probe.write_bytes(b"")
-                probe.unlink()
-            except OSError as err:
-                raise ValidationException(
-                    f"cannot move partition {partition_id} of table {table_name} to {volume}: "
-                    f"the directory is not writable ({err.strerror or err})"
-                ) from err
+            volume = writable_volume(
+                volume_dir, f"move partition {partition_id} of table {table_name}")
 
             def build(new_ids, dirs):
                 moved = _NewPartition(PartitionInterval(new_ids[0], interval.start, interval.end),

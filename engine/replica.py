@@ -35,6 +35,7 @@ from .partition import (
     open_environment,
     read_applied_lsn,
 )
+from .volumes import writable_volume
 from .wal_tail import WalTail
 
 if TYPE_CHECKING:
@@ -273,17 +274,7 @@ class ReplicaManager:
             raise ValidationException(
                 f"table {table_name} has no partition {partition_id!r}"
             )
-        volume = Path(volume_dir)
-        try:
-            volume.mkdir(parents=True, exist_ok=True)
-            probe = volume / f".tessera-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as err:
-            raise ValidationException(
-                f"cannot place a replica of {table_name}/{partition_id} in {volume}: "
-                f"the directory is not writable ({err.strerror or err})"
-            ) from err
+        volume = writable_volume(volume_dir, f"place a replica of {table_name}/{partition_id}")
         record = engine._record(table_name)
         replica_id = f"{partition_id}-r{uuid.uuid4().hex[:8]}"
         directory = volume.resolve() / record["table_id"] / replica_id

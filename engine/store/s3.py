@@ -479,33 +479,50 @@ class S3Store(ObjectStore):
             actual_crc = int.from_bytes(checksum.digest(), "big")
             self._check_streamed(key, length, actual_crc, size, crc32c)
             parts = [completed[number] for number in sorted(completed)]
-            response = self._call(
-                f"CompleteMultipartUpload of {self._where(key)} ({len(parts)} parts)",
-                key,
-                lambda: self._client.complete_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=full_key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                ),
-            )
+            response = self._complete_multipart(key, full_key, upload_id, parts)
         except BaseException as err:
-            for future in in_flight:
-                future.cancel()
-            cf.wait(in_flight)
-            try:
-                self._client.abort_multipart_upload(
-                    Bucket=self._bucket, Key=full_key, UploadId=upload_id
-                )
-            except Exception as abort_err:  # noqa: BLE001 - must not hide the real failure
-                if hasattr(err, "add_note"):
-                    err.add_note(
-                        f"also failed to abort multipart upload {upload_id} of "
-                        f"{self._where(key)}: {_describe(abort_err)}; a bucket lifecycle rule "
-                        "for incomplete uploads will remove its parts"
-                    )
+            self._abandon_multipart(err, key, full_key, upload_id, in_flight)
             raise
         return ObjectInfo(key=key, size=length, crc32c=actual_crc, etag=response.get("ETag"))
+
+    def _complete_multipart(
+        self, key: str, full_key: str, upload_id: str, parts: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        return self._call(
+            f"CompleteMultipartUpload of {self._where(key)} ({len(parts)} parts)",
+            key,
+            lambda: self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=full_key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            ),
+        )
+
+    def _abandon_multipart(
+        self,
+        err: BaseException,
+        key: str,
+        full_key: str,
+        upload_id: str,
+        in_flight: dict[cf.Future[dict[str, Any]], int],
+    ) -> None:
+        """Stop the parts still running and abort the upload; ``err`` is the real failure
+        (an abort that fails too is added to it as a note, never hides it)."""
+        for future in in_flight:
+            future.cancel()
+        cf.wait(in_flight)
+        try:
+            self._client.abort_multipart_upload(
+                Bucket=self._bucket, Key=full_key, UploadId=upload_id
+            )
+        except Exception as abort_err:  # noqa: BLE001 - must not hide the real failure
+            if hasattr(err, "add_note"):  # Python 3.11+
+                err.add_note(
+                    f"also failed to abort multipart upload {upload_id} of "
+                    f"{self._where(key)}: {_describe(abort_err)}; a bucket lifecycle rule "
+                    "for incomplete uploads will remove its parts"
+                )
 
     @staticmethod
     def _collect_parts(
@@ -612,29 +629,9 @@ class S3Store(ObjectStore):
                 part_crc = int.from_bytes(base64.b64decode(part["ChecksumCRC32C"]), "big")
                 actual_crc = crc32c_combine(actual_crc, part_crc, length)
             self._check_streamed(key, total, actual_crc, size, crc32c)
-            response = self._call(
-                f"CompleteMultipartUpload of {self._where(key)} ({len(parts)} parts)",
-                key,
-                lambda: self._client.complete_multipart_upload(
-                    Bucket=self._bucket,
-                    Key=full_key,
-                    UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                ),
-            )
+            response = self._complete_multipart(key, full_key, upload_id, parts)
         except BaseException as err:
-            for future in in_flight:
-                future.cancel()
-            cf.wait(in_flight)
-            try:
-                self._client.abort_multipart_upload(
-                    Bucket=self._bucket, Key=full_key, UploadId=upload_id
-                )
-            except Exception as abort_err:  # noqa: BLE001 - must not hide the real failure
-                err.add_note(
-                    f"also failed to abort multipart upload {upload_id} of "
-                    f"{self._where(key)}: {_describe(abort_err)}"
-                )
+            self._abandon_multipart(err, key, full_key, upload_id, in_flight)
             raise
         finally:
             os.close(fd)

@@ -1,0 +1,27 @@
+"""Directories (volumes) that partitions and replicas are placed in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ValidationException
+
+
+def writable_volume(volume_dir: str | os.PathLike[str], what: str) -> Path:
+    """Create ``volume_dir`` if needed and prove it writable, before any work starts.
+
+    A probe file is written and removed: permissions alone do not tell (read-only
+    mounts, full disks). ``what`` completes "cannot {what}" in the error.
+    """
+    volume = Path(volume_dir)
+    try:
+        volume.mkdir(parents=True, exist_ok=True)
+        probe = volume / f".tessera-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValidationException(
+            f"cannot {what} in {volume}: the directory is not writable ({err.strerror or err})"
+        ) from err
+    return volume
