@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from backup_helpers import read_backup_items
+from backup_helpers import backup_under_load, read_backup_items
 
 from engine import (
     BackupInUseException,
@@ -65,37 +65,7 @@ def test_backup_becomes_available_with_every_item(eng):
 
 def test_writes_during_backup_keep_acknowledged_prefix(eng):
     fill(eng, "Music", 500)
-    table = eng.table("Music")
-    acked = []
-    stop = threading.Event()
-
-    def writer(worker):
-        n = 0
-        while not stop.is_set():
-            # One batch = one partition key = one WAL record: all or nothing in a backup.
-            table.batch_write(puts=[{"pk": f"w{worker}-{n}", "sk": i} for i in range(5)])
-            acked.append((worker, n))
-            n += 1
-
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.2)
-    before = set(acked)
-    backup = eng.create_backup("Music", "UnderLoad")
-    time.sleep(0.2)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    assert eng.wait_for_backup(backup["backup_id"])["status"] == "AVAILABLE"
-    batches: dict[str, set] = {}
-    for item in read_backup_items(eng.backup_store, backup["backup_id"]):
-        if item["pk"].startswith("w"):
-            batches.setdefault(item["pk"], set()).add(item["sk"])
-    for worker, n in before:
-        assert batches.get(f"w{worker}-{n}") == set(range(5)), "acknowledged write missing"
-    assert all(sks == set(range(5)) for sks in batches.values()), "a batch is partly present"
-    assert len(batches) < len(acked)  # later writes are not in it: the backup is a point in time
+    backup_under_load(eng, "Music")
 
 
 def test_limits_and_table_in_use(eng, paused_packaging):

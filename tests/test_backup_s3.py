@@ -8,10 +8,9 @@ from __future__ import annotations
 import io
 import random
 import threading
-import time
 
 import pytest
-from backup_helpers import read_backup_items
+from backup_helpers import backup_under_load, read_backup_items
 from s3_servers import RcloneS3Server, find_rclone
 
 from engine import Engine
@@ -91,39 +90,7 @@ def test_writes_during_s3_backup_keep_acknowledged_prefix(tmp_path, make_s3_stor
     store = make_s3_store(server)
     with open_engine(tmp_path / "data", store) as eng:
         fill(eng, "Music", 500)
-        table = eng.table("Music")
-        acked = []
-        stop = threading.Event()
-
-        def writer(worker):
-            n = 0
-            while not stop.is_set():
-                # One batch = one partition key = one WAL record: all or nothing in a backup.
-                table.batch_write(puts=[{"pk": f"w{worker}-{n}", "sk": i} for i in range(5)])
-                acked.append((worker, n))
-                n += 1
-
-        threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
-        for thread in threads:
-            thread.start()
-        try:
-            time.sleep(0.2)
-            before = set(acked)
-            backup_id = eng.create_backup("Music", "UnderLoad")["backup_id"]
-            done = eng.wait_for_backup(backup_id, timeout=120)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-        assert done["status"] == "AVAILABLE", done["failure_reason"]
-        batches: dict[str, set] = {}
-        for item in read_backup_items(store, backup_id):
-            if item["pk"].startswith("w"):
-                batches.setdefault(item["pk"], set()).add(item["sk"])
-        for worker, n in before:
-            assert batches.get(f"w{worker}-{n}") == set(range(5)), "acknowledged write missing"
-        assert all(sks == set(range(5)) for sks in batches.values()), "a batch is partly present"
-        assert len(batches) < len(acked)  # a point in time: later writes are not in it
+        backup_under_load(eng, "Music")
 
 
 # ---------------------------------------------------------------------------- store faults
