@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Any
 
-from . import _itemcodec
+from . import _batchroute, _itemcodec
 from .errors import ValidationException
 from .keys import KeySchema
 from .partition import OP_DELETE, OP_PUT, Partition, PartitionRetired
@@ -214,30 +214,37 @@ class Table:
         Atomic per partition (one WAL record each), not across partitions — like
         DynamoDB's BatchWriteItem, which gives no atomicity at all.
         """
-        by_partition: dict[int, list] = {}
         seen: set[bytes] = set()
         pmap, partitions = self._routing
-        index_for = pmap.index_for
-        key_of_item = self.schema.key_of_item
-        table = self.name
-        count = 0
-        for item in puts:
-            storage_key = key_of_item(item)
-            seen.add(storage_key)
-            by_partition.setdefault(index_for(storage_key), []).append(
-                (OP_PUT, storage_key, encode_item(item, table=table))
-            )
-            count += 1
+        groups: list[list] = [[] for _ in partitions]
+        puts = puts if type(puts) is list else list(puts)
+        schema = self.schema
+        routed = 0
+        while routed < len(puts):
+            # The native loop routes every plain item; it stops at one it cannot handle,
+            # which the checked path below either routes or rejects with the precise error.
+            routed = _batchroute.route_puts(
+                puts, routed, schema.hashed, schema.partition_name, schema.partition_type,
+                schema.sort_name, schema.sort_type, pmap.starts, MAX_ITEM_BYTES, OP_PUT,
+                groups, seen)
+            if routed < len(puts):
+                item = puts[routed]
+                storage_key = schema.key_of_item(item)
+                seen.add(storage_key)
+                groups[pmap.index_for(storage_key)].append(
+                    (OP_PUT, storage_key, encode_item(item, table=self.name)))
+                routed += 1
+        count = len(puts)
         for key in deletes:
-            storage_key = self.schema.key_of(key)
+            storage_key = schema.key_of(key)
             seen.add(storage_key)
-            by_partition.setdefault(index_for(storage_key), []).append(
-                (OP_DELETE, storage_key, None)
-            )
+            groups[pmap.index_for(storage_key)].append((OP_DELETE, storage_key, None))
             count += 1
         if len(seen) != count:
             raise ValidationException("Provided list of item keys contains duplicates")
-        for index, ops in by_partition.items():
+        for index, ops in enumerate(groups):
+            if not ops:
+                continue
             try:
                 partitions[index].write(lambda get, ops=ops: (ops, None))
             except PartitionRetired:

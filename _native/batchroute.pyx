@@ -1,0 +1,83 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Route the puts of a batch write: storage key, owning partition and encoded item for each.
+
+The bulk-load hot path of ``Table.batch_write``. Per item the Python version makes about
+ten interpreter-level calls (key lookup, storage key, bisect, encode, size check, append,
+duplicate set) — ~1.5 µs an item, a sixth of a bulk load's CPU time (profiled, 1M items of
+100-200 bytes). Here the same steps run in one C loop calling the native codecs directly.
+
+It never raises for a bad item: it stops at the first item it cannot route (not a plain
+dict, a missing or invalid key attribute, an unencodable value, an item over the size
+limit) and returns its position, so the caller takes its checked Python path from there,
+which produces the precise, DynamoDB-named error. Items before it are routed as usual.
+"""
+
+from cpython.bytes cimport PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.object cimport PyObject
+from cpython.set cimport PySet_Add
+
+from engine._itemcodec import encode_item as _encode_item
+from engine._keycodec import storage_key as _storage_key
+
+
+cdef Py_ssize_t _owner(list starts, bytes key) except -1:
+    """bisect_right(starts, key) - 1: the interval whose start is the last one <= key."""
+    cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(starts), mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if key < <bytes>PyList_GET_ITEM(starts, mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo - 1
+
+
+def route_puts(
+    list items,
+    Py_ssize_t first,
+    bint hashed,
+    str pk_name,
+    pk_type,
+    sk_name,
+    sk_type,
+    list starts,
+    Py_ssize_t max_item_bytes,
+    op_put,
+    list groups,
+    set seen,
+):
+    """Route ``items[first:]``: append ``(op_put, storage_key, encoded)`` to
+    ``groups[partition index]`` and add the storage key to ``seen``.
+
+    Returns the position of the first item it could not route, or ``len(items)``.
+    """
+    cdef Py_ssize_t i, n = PyList_GET_SIZE(items), index
+    cdef PyObject *pk
+    cdef PyObject *sk
+    cdef bytes key, encoded
+    for i in range(first, n):
+        item = <object>PyList_GET_ITEM(items, i)
+        if type(item) is not dict:
+            return i
+        pk = PyDict_GetItem(item, pk_name)
+        if pk == NULL:
+            return i
+        try:
+            if sk_name is None:
+                key = _storage_key(hashed, <object>pk, pk_type, None, None)
+            else:
+                sk = PyDict_GetItem(item, sk_name)
+                if sk == NULL or <object>sk is None:
+                    return i
+                key = _storage_key(hashed, <object>pk, pk_type, <object>sk, sk_type)
+            encoded = _encode_item(item)
+        except (ValueError, TypeError, OverflowError):
+            return i
+        if PyBytes_GET_SIZE(encoded) > max_item_bytes:
+            return i
+        index = _owner(starts, key)
+        (<list>groups[index]).append((op_put, key, encoded))
+        PySet_Add(seen, key)
+    return n
