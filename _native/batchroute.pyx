@@ -1,5 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Route the puts of a batch write: storage key, owning partition and encoded item for each.
+"""Route items and keys to partitions natively: the puts of a batch write (storage key,
+owning partition and encoded item for each) and the key of a point read.
 
 The bulk-load hot path of ``Table.batch_write``. Per item the Python version makes about
 ten interpreter-level calls (key lookup, storage key, bisect, encode, size check, append,
@@ -81,3 +82,38 @@ def route_puts(
         (<list>groups[index]).append((op_put, key, encoded))
         PySet_Add(seen, key)
     return n
+
+
+def route_key(
+    key,
+    bint hashed,
+    str pk_name,
+    pk_type,
+    sk_name,
+    sk_type,
+    list starts,
+):
+    """``(partition index, storage key)`` of a key dict holding exactly the key attributes,
+    or None when it does not (or a value is invalid): the caller's checked path then gives
+    the precise error. The point-read hot path (``Table.get_item``)."""
+    cdef PyObject *pk
+    cdef PyObject *sk
+    cdef bytes storage_key
+    if type(key) is not dict:
+        return None
+    pk = PyDict_GetItem(key, pk_name)
+    if pk == NULL:
+        return None
+    try:
+        if sk_name is None:
+            if len(<dict>key) != 1:
+                return None
+            storage_key = _storage_key(hashed, <object>pk, pk_type, None, None)
+        else:
+            sk = PyDict_GetItem(key, sk_name)
+            if sk == NULL or <object>sk is None or len(<dict>key) != 2:
+                return None
+            storage_key = _storage_key(hashed, <object>pk, pk_type, <object>sk, sk_type)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return _owner(starts, storage_key), storage_key

@@ -149,9 +149,16 @@ class Table:
         return None
 
     def get_item(self, key: dict, projection: Iterable[str] | None = None) -> dict | None:
-        storage_key = self.schema.key_of(key)
         pmap, partitions = self._routing
-        raw = partitions[bisect_right(pmap.starts, storage_key) - 1].get(storage_key)
+        schema = self.schema
+        routed = _batchroute.route_key(key, schema.hashed, schema.partition_name,
+                                       schema.partition_type, schema.sort_name,
+                                       schema.sort_type, pmap.starts)
+        if routed is None:  # not a plain, valid key: the checked path raises the right error
+            storage_key = schema.key_of(key)
+            routed = bisect_right(pmap.starts, storage_key) - 1, storage_key
+        index, storage_key = routed
+        raw = partitions[index].get(storage_key)
         if raw is None:
             return None
         return _itemcodec.decode_item(raw, None if projection is None else _projection(projection))
