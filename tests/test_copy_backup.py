@@ -114,3 +114,24 @@ def test_copy_local_to_s3_then_server_side_within_the_bucket_then_s3_to_local(
     offline.copy_backup(second, local, backup_id)
     assert all(r.ok for r in offline.verify_backup(local, backup_id))
     check_restorable_from(eng, local, backup_id, "FromS3ToLocal")
+
+
+def test_objects_over_the_copy_object_limit_are_streamed_within_a_bucket(
+        eng, make_s3_store, monkeypatch):
+    from engine.backup import copy as backup_copy
+
+    fill_table(eng, "Source", partitions=3)
+    backup_id = backup_of(eng, "Source")
+    first = make_s3_store("rclone")
+    eng.copy_backup(backup_id, first)
+    assert eng.wait_for_copies(backup_id)["copies"][-1]["status"] == "AVAILABLE"
+    second = make_s3_store("rclone", prefix="big/tessera")
+    server_side_copies = []
+    real = backup_copy._server_side_copy
+    monkeypatch.setattr(backup_copy, "_server_side_copy",
+                        lambda *args: server_side_copies.append(args[2]) or real(*args))
+    monkeypatch.setattr(backup_copy, "SERVER_SIDE_COPY_MAX_BYTES", 0)  # as if all were > 5 GiB
+    result = offline.copy_backup(first, second, backup_id)
+    assert result["status"] == "AVAILABLE"
+    assert server_side_copies == []  # every object went through us, none via CopyObject
+    check_restorable_from(eng, second, backup_id, "Streamed")

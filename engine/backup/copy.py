@@ -26,6 +26,8 @@ from ..store.base import format_crc32c
 from .manifest import BackupManifest, PartitionManifest, manifest_key
 
 DEFAULT_COPY_PARALLELISM = 4
+#: S3's CopyObject limit; a larger partition object is streamed (no multipart copy yet).
+SERVER_SIDE_COPY_MAX_BYTES = 5 << 30
 
 
 @dataclass
@@ -81,8 +83,11 @@ def copy_backup_objects(
     def copy_one(entry: PartitionManifest) -> None:
         key = entry.object_key
         assert key is not None
+        # CopyObject stops at 5 GiB: larger objects are streamed even within one bucket.
+        server_side = progress.server_side and (
+            entry.object_size_bytes or 0) <= SERVER_SIDE_COPY_MAX_BYTES
         try:
-            if progress.server_side:
+            if server_side:
                 _server_side_copy(source, destination, key)
             else:
                 with source.open_reader(key) as reader:
@@ -102,7 +107,7 @@ def copy_backup_objects(
                 f"copy of backup {backup_id}: the copy in {destination.url} is {info.size} "
                 f"bytes with CRC32C {stored_crc}; the manifest says {entry.object_size_bytes} "
                 f"bytes with {entry.object_crc32c}", partition=entry.partition_id, path=key)
-        if progress.server_side and on_bytes is not None:
+        if server_side and on_bytes is not None:
             on_bytes(info.size)
         progress.object_done(info.size)
 
