@@ -22,7 +22,11 @@ from .updates import apply_update, check_condition
 
 MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's 400 KB item limit
 DEFAULT_PAGE_BYTES = 1 << 20  # query/scan pages stop at 1 MB, as in DynamoDB
-SCAN_CHUNK_ITEMS = 1024
+# Items decoded per native call in a full scan. Small on purpose: a chunk's dicts are alive
+# together, and CPython runs a generation-0 collection every 700 live allocations, so
+# 1024-item chunks paid for one or more collections each; 64 stays far below that and in
+# cache (1M-item scan, best of 4: 1024 -> 850 ns/item, 128 -> 781, 64 -> 702-747, 32 -> 824).
+SCAN_CHUNK_ITEMS = 64
 RETURN_VALUES = ("NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW")
 
 
