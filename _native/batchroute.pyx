@@ -35,6 +35,23 @@ cdef Py_ssize_t _owner(list starts, bytes key) except -1:
     return lo - 1
 
 
+cdef object _storage_key_of(dict values, bint hashed, str pk_name, pk_type, sk_name, sk_type):
+    """The storage key from a dict's key attributes, or None if one is missing or invalid."""
+    cdef PyObject *pk = PyDict_GetItem(values, pk_name)
+    cdef PyObject *sk
+    if pk == NULL:
+        return None
+    try:
+        if sk_name is None:
+            return _storage_key(hashed, <object>pk, pk_type, None, None)
+        sk = PyDict_GetItem(values, sk_name)
+        if sk == NULL or <object>sk is None:
+            return None
+        return _storage_key(hashed, <object>pk, pk_type, <object>sk, sk_type)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
 def route_puts(
     list items,
     Py_ssize_t first,
@@ -55,24 +72,15 @@ def route_puts(
     Returns the position of the first item it could not route, or ``len(items)``.
     """
     cdef Py_ssize_t i, n = PyList_GET_SIZE(items), index
-    cdef PyObject *pk
-    cdef PyObject *sk
-    cdef bytes key, encoded
+    cdef bytes encoded
     for i in range(first, n):
         item = <object>PyList_GET_ITEM(items, i)
         if type(item) is not dict:
             return i
-        pk = PyDict_GetItem(item, pk_name)
-        if pk == NULL:
+        key = _storage_key_of(item, hashed, pk_name, pk_type, sk_name, sk_type)
+        if key is None:
             return i
         try:
-            if sk_name is None:
-                key = _storage_key(hashed, <object>pk, pk_type, None, None)
-            else:
-                sk = PyDict_GetItem(item, sk_name)
-                if sk == NULL or <object>sk is None:
-                    return i
-                key = _storage_key(hashed, <object>pk, pk_type, <object>sk, sk_type)
             encoded = _encode_item(item)
         except (ValueError, TypeError, OverflowError):
             return i
@@ -96,24 +104,9 @@ def route_key(
     """``(partition index, storage key)`` of a key dict holding exactly the key attributes,
     or None when it does not (or a value is invalid): the caller's checked path then gives
     the precise error. The point-read hot path (``Table.get_item``)."""
-    cdef PyObject *pk
-    cdef PyObject *sk
-    cdef bytes storage_key
-    if type(key) is not dict:
+    if type(key) is not dict or len(<dict>key) != (1 if sk_name is None else 2):
         return None
-    pk = PyDict_GetItem(key, pk_name)
-    if pk == NULL:
-        return None
-    try:
-        if sk_name is None:
-            if len(<dict>key) != 1:
-                return None
-            storage_key = _storage_key(hashed, <object>pk, pk_type, None, None)
-        else:
-            sk = PyDict_GetItem(key, sk_name)
-            if sk == NULL or <object>sk is None or len(<dict>key) != 2:
-                return None
-            storage_key = _storage_key(hashed, <object>pk, pk_type, <object>sk, sk_type)
-    except (ValueError, TypeError, OverflowError):
+    storage_key = _storage_key_of(key, hashed, pk_name, pk_type, sk_name, sk_type)
+    if storage_key is None:
         return None
     return _owner(starts, storage_key), storage_key
