@@ -148,6 +148,51 @@ def copy_environment(env: lmdb.Environment, dest: Path, txn: Any) -> None:
         os.close(fd)
 
 
+def copy_and_catch_up(
+    source: lmdb.Environment,
+    txn: Any,
+    dest: Path,
+    *,
+    wal: WriteAheadLog,
+    target_lsn: int | None,
+    map_size: int,
+    name: str,
+) -> int:
+    """The shared mechanism of SPEC §5: copy ``source`` (as of ``txn``, or now) into the new
+    directory ``dest``, then apply ``wal``'s records above the copy's ``applied_lsn`` up to
+    ``target_lsn`` (``None``: the newest). Returns the LSN the copy reflects.
+
+    The caller keeps those WAL records on disk (a hold) until this returns. ``source`` may
+    be the partition itself or a replica of it (whose ``applied_lsn`` is in the same LSN
+    space). On failure ``dest`` is removed.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=False)
+    try:
+        copy_environment(source, dest, txn)
+        env, items_db, meta_db = open_environment(dest, map_size=map_size)
+        try:
+            copied_lsn = read_applied_lsn(env, meta_db)
+            target = wal.last_lsn if target_lsn is None else target_lsn
+            if copied_lsn > target:
+                raise CorruptionError(
+                    f"copy is at LSN {copied_lsn}, past the target LSN {target}: "
+                    "take the copy from a snapshot at or before the target",
+                    partition=name, path=str(dest),
+                )
+            reached = apply_records(
+                env, items_db, meta_db, wal.read_records(copied_lsn, target), source=name,
+            )
+            env.sync(True)
+        finally:
+            env.close()
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    (dest / "lock.mdb").unlink(missing_ok=True)  # nothing holds the copy open
+    return max(reached, copied_lsn)
+
+
 class PartitionRetired(Exception):
     """Internal signal: this partition was replaced by a split, merge or move (SPEC §10).
 
@@ -361,45 +406,20 @@ class Partition:
     ) -> int:
         """Physical copy + WAL catch-up (SPEC §5). Returns the LSN the copy reflects.
 
-        1. ``mdb_env_copy2`` with compaction into ``dest`` (a new directory) while writes
+        1. a compacting copy (:func:`copy_environment`) into ``dest`` (a new directory) while writes
            continue — from ``snapshot`` (a transaction from :meth:`snapshot`) if given,
            else from the current state; the copy is exactly at its ``applied_lsn = L0``;
         2. open the copy and apply WAL records ``(L0, target_lsn]``;
         3. the copy now holds every write with LSN ≤ target and nothing after it.
         ``target_lsn=None`` catches up to the newest record written when the copy ends.
         """
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=False)
         hold = self.hold_wal(0)  # keep every segment until the catch-up has read it
         try:
-            copy_environment(self.env, dest, snapshot.txn if snapshot else None)
-            env, items_db, meta_db = open_environment(dest, map_size=self.map_size)
-            try:
-                copied_lsn = read_applied_lsn(env, meta_db)
-                target = self.wal.last_lsn if target_lsn is None else target_lsn
-                if copied_lsn > target:
-                    raise CorruptionError(
-                        f"copy is at LSN {copied_lsn}, past the target LSN {target}: "
-                        "take the copy from a snapshot at or before the target",
-                        partition=self.name, path=str(dest),
-                    )
-                reached = apply_records(
-                    env, items_db, meta_db,
-                    self.wal.read_records(copied_lsn, target), source=self.name,
-                )
-                env.sync(True)
-            finally:
-                env.close()
-        except BaseException:
-            shutil.rmtree(dest, ignore_errors=True)
-            raise
+            return copy_and_catch_up(self.env, snapshot.txn if snapshot else None, dest,
+                                     wal=self.wal, target_lsn=target_lsn,
+                                     map_size=self.map_size, name=self.name)
         finally:
             self.release_wal(hold)
-        for leftover in ("lock.mdb",):
-            lock_path = dest / leftover
-            if lock_path.exists():
-                os.unlink(lock_path)
-        return max(reached, copied_lsn)
 
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:

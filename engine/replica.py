@@ -18,7 +18,6 @@ directory). A split, merge or move of a partition drops its replicas.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
@@ -31,7 +30,7 @@ from .partition import (
     APPLIED_LSN_KEY,
     Partition,
     apply_records,
-    copy_environment,
+    copy_and_catch_up,
     open_environment,
     read_applied_lsn,
 )
@@ -211,26 +210,9 @@ class ReplicaSnapshot:
         if self.txn is None or self.lsn > target_lsn:
             # Released, or (never by construction) past the target: use the primary.
             return partition.export_copy(dest, target_lsn=target_lsn, snapshot=snapshot)
-        dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=False)
-        try:
-            copy_environment(self.replica.env, dest, self.txn)
-            env, items_db, meta_db = open_environment(dest, map_size=partition.map_size)
-            try:
-                reached = apply_records(
-                    env, items_db, meta_db, partition.wal.read_records(self.lsn, target_lsn),
-                    source=partition.name,
-                )
-                env.sync(True)
-            finally:
-                env.close()
-        except BaseException:
-            shutil.rmtree(dest, ignore_errors=True)
-            raise
-        lock_path = dest / "lock.mdb"
-        if lock_path.exists():
-            os.unlink(lock_path)
-        return reached
+        return copy_and_catch_up(self.replica.env, self.txn, dest, wal=partition.wal,
+                                 target_lsn=target_lsn, map_size=partition.map_size,
+                                 name=partition.name)
 
     def release(self) -> None:
         if self.txn is not None:

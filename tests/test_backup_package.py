@@ -157,7 +157,8 @@ def test_restore_by_hand_with_zstd_cli_and_tarfile(packaged, tmp_path):
     path, _, items = packaged
     zstd = shutil.which("zstd")
     if zstd is None:
-        pytest.skip("the zstd command is not installed")
+        pytest.skip("the zstd command is not installed (apt-get install zstd): this test is the "
+                    "README's restore-by-hand procedure, which needs the real CLI")
     tar_path = tmp_path / "p.tar"
     subprocess.run([zstd, "-d", "-q", str(path), "-o", str(tar_path)], check=True)
     out = tmp_path / "by-hand"

@@ -290,7 +290,8 @@ def test_partition_object_opens_with_zstd_tar_and_plain_lmdb(eng, tmp_path):
     """RESTORE_BY_HAND.md on a real backup: the zstd CLI, tarfile and py-lmdb only."""
     zstd = shutil.which("zstd")
     if zstd is None:
-        pytest.skip("the zstd command is not installed")
+        pytest.skip("the zstd command is not installed (apt-get install zstd): this test is the "
+                    "README's restore-by-hand procedure, which needs the real CLI")
     fill_table(eng, "Source", partitions=2)
     backup_id = backup_of(eng, "Source")
     entry = load_manifest(eng.backup_store, backup_id).partitions[0]

@@ -239,16 +239,7 @@ class LocalStore(ObjectStore):
                 raise StoreError(f"cannot write object {self._where(key)}: {err}") from err
             raise
         md5_hex = md5.hexdigest()
-        try:
-            meta = {"size": length, "crc32c": format_crc32c(actual_crc), "md5": md5_hex}
-            _write_file_atomically(
-                directory, self._sidecar_path(path), json.dumps(meta).encode("ascii")
-            )
-            _fsync_directory(directory)
-        except OSError as err:
-            raise StoreError(
-                f"stored {self._where(key)} but could not record its checksums: {err}"
-            ) from err
+        self._record_checksums(key, directory, path, length, actual_crc, md5_hex)
         return ObjectInfo(
             key=key, size=length, crc32c=actual_crc, md5=md5_hex, last_modified=_mtime(st)
         )
@@ -304,17 +295,22 @@ class LocalStore(ObjectStore):
             if isinstance(err, OSError):
                 raise StoreError(f"cannot write object {self._where(key)}: {err}") from err
             raise
+        self._record_checksums(key, directory, dest, length, actual_crc, None)
+        return ObjectInfo(key=key, size=length, crc32c=actual_crc, last_modified=_mtime(st))
+
+    def _record_checksums(self, key: str, directory: str, path: str, length: int,
+                          crc: int, md5_hex: str | None) -> None:
+        """Write the object's sidecar (size, CRC32C, MD5) atomically, then sync the directory."""
         try:
-            meta = {"size": length, "crc32c": format_crc32c(actual_crc), "md5": None}
+            meta = {"size": length, "crc32c": format_crc32c(crc), "md5": md5_hex}
             _write_file_atomically(
-                directory, self._sidecar_path(dest), json.dumps(meta).encode("ascii")
+                directory, self._sidecar_path(path), json.dumps(meta).encode("ascii")
             )
             _fsync_directory(directory)
         except OSError as err:
             raise StoreError(
                 f"stored {self._where(key)} but could not record its checksums: {err}"
             ) from err
-        return ObjectInfo(key=key, size=length, crc32c=actual_crc, last_modified=_mtime(st))
 
     @staticmethod
     def _create_temp(directory: str, temp_path: str) -> BinaryIO:
