@@ -11,7 +11,13 @@ the whole object, and records the CRC32C as metadata; boto3 sends the bytes alon
 
 - ``ours_crc_known``: the caller passes ``crc32c=`` (what the backup packager does);
 - ``ours_crc_computed``: no ``crc32c=``, so put makes one extra CRC32C pass first;
+- ``ours_crc32c_only``: ``part_content_md5=False``, parts carry only their CRC32C (the
+  setting for AWS S3, which validates it; rclone does not, so nothing checks the parts
+  on the server here);
 - ``boto3_upload_file``: ``client.upload_file`` with a matching ``TransferConfig``.
+
+Content-MD5 costs an MD5 pass on each side: measured here on 256 MiB, client CPU 0.95 s
+against boto3's 0.43 s and rclone's CPU 2.2 s against 1.7 s, on the same two cores.
 """
 
 from __future__ import annotations
@@ -64,9 +70,8 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     rclone.stop()
 
 
-@pytest.fixture
-def s3(server: RcloneS3Server):
-    store = S3Store(
+def _store(server: RcloneS3Server, **options) -> S3Store:
+    return S3Store(
         "bench",
         "store",
         endpoint_url=server.endpoint_url,
@@ -74,7 +79,13 @@ def s3(server: RcloneS3Server):
         aws_secret_access_key=SECRET_KEY,
         part_size_bytes=PART_SIZE_BYTES,
         max_concurrency=CONCURRENCY,
+        **options,
     )
+
+
+@pytest.fixture
+def s3(server: RcloneS3Server):
+    store = _store(server)
     yield store
     store.close()
 
@@ -107,6 +118,21 @@ def test_ours_crc_computed(benchmark, s3: S3Store, source_file) -> None:
 
     _run(benchmark, upload, lambda: s3.delete("obj"))
     assert s3.head("obj").crc32c == crc
+
+
+def test_ours_crc32c_only(benchmark, server: RcloneS3Server, source_file) -> None:
+    path, crc = source_file
+    store = _store(server, part_content_md5=False)
+
+    def upload() -> None:
+        with open(path, "rb") as handle:
+            store.put("obj", handle, crc32c=crc)
+
+    try:
+        _run(benchmark, upload, lambda: store.delete("obj"))
+        assert store.head("obj").crc32c == crc
+    finally:
+        store.close()
 
 
 def test_boto3_upload_file(benchmark, s3: S3Store, source_file) -> None:

@@ -26,7 +26,7 @@ from engine.backup.manifest import (
     partition_object_key,
 )
 from engine.backup.package import package_partition, package_partition_to_file
-from engine.backup.unpack import unpack_partition
+from engine.backup.unpack import compare_partition, unpack_partition
 from engine.backup.verify import verify_packaged_file, verify_partition_object
 from engine.errors import CorruptionError, ValidationException
 
@@ -182,8 +182,9 @@ def flip_byte(path: Path, offset: int) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.parametrize("compare", [False, True], ids=["reopen", "compare-with-export"])
 @pytest.mark.parametrize("where", [0, 5, 40, 300, 1000, 0.5, -200, -20, -3])
-def test_flipped_byte_is_never_ok(export, tmp_path, monkeypatch, where):
+def test_flipped_byte_is_never_ok(export, tmp_path, monkeypatch, where, compare):
     def corrupt(path: Path) -> None:
         size = path.stat().st_size
         flip_byte(path, int(size * where) if isinstance(where, float) else where)
@@ -191,7 +192,8 @@ def test_flipped_byte_is_never_ok(export, tmp_path, monkeypatch, where):
     monkeypatch.setattr(package_module, "corrupt_packaged_object_hook", corrupt)
     path = tmp_path / "p.tar.zst"
     result = package_partition_to_file(export[0], base_manifest(), path)
-    verdict = verify_packaged_file(path, result.manifest)
+    verdict = verify_packaged_file(path, result.manifest,
+                                   export_dir=export[0] if compare else None)
     assert verdict.status in ("checksum_mismatch", "corrupt"), verdict
     assert "p.tar.zst" in verdict.message
     with pytest.raises(CorruptionError, match=r"p0001"), open(path, "rb") as source:
@@ -226,6 +228,42 @@ def test_missing_object(packaged, tmp_path):
     verdict = verify_partition_object(tmp_path / "nope.tar.zst", result.manifest,
                                       work_dir=tmp_path)
     assert verdict.status == "missing"
+
+
+def test_verify_against_export_writes_nothing(packaged, export, tmp_path):
+    path, result, items = packaged
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    verdict = verify_packaged_file(path, result.manifest, export_dir=export[0])
+    assert verdict.ok, verdict.message
+    assert (verdict.item_count, verdict.logical_checksum) == (len(items),
+                                                             result.logical_checksum)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("offset", [0, 4096, 12345, -1])
+def test_compare_names_the_first_differing_byte(packaged, export, offset):
+    # The object is intact, the export beside it is not: compare must not call it equal.
+    path, result, _ = packaged
+    data_path = export[0] / "data.mdb"
+    position = offset % data_path.stat().st_size
+    flip_byte(data_path, position)
+    with pytest.raises(CorruptionError, match=rf"differs from .*data.mdb at byte {position} \("):
+        with open(path, "rb") as source:
+            compare_partition(source, data_path, result.manifest, source_name="bk/p1")
+    verdict = verify_packaged_file(path, result.manifest, export_dir=export[0])
+    assert verdict.status == "corrupt" and f"at byte {position}" in verdict.message
+
+
+@pytest.mark.parametrize("change", [-4096, 4096])
+def test_compare_refuses_a_reference_of_another_size(packaged, export, change):
+    path, result, _ = packaged
+    data_path = export[0] / "data.mdb"
+    size = data_path.stat().st_size
+    with open(data_path, "r+b") as handle:
+        handle.truncate(size + change)
+    with pytest.raises(CorruptionError, match=rf"is {size} bytes but .* is {size + change}"):
+        with open(path, "rb") as source:
+            compare_partition(source, data_path, result.manifest, source_name="bk/p1")
 
 
 def test_verify_reports_logical_mismatch(packaged, tmp_path):

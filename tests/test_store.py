@@ -391,6 +391,21 @@ def test_wrong_content_md5_is_rejected_retried_then_fails(make_s3_store, big: by
     assert list(s3.list("")) == []
 
 
+@pytest.mark.parametrize("server", ["rclone", "moto"])
+def test_parts_without_content_md5(make_s3_store, big: bytes, server: str) -> None:
+    """``part_content_md5=False``: parts carry only their CRC32C, the object is intact."""
+    sent: list[tuple[int, str | None]] = []
+
+    def record(part_number: int, attempt: int, content_md5: str | None) -> str | None:
+        sent.append((part_number, content_md5))
+        return content_md5
+
+    s3 = make_s3_store(server, part_request_hook=record, part_content_md5=False)
+    info = s3.put("nomd5/obj", big)
+    assert sorted(sent) == [(1, None), (2, None), (3, None)]
+    assert s3.get("nomd5/obj") == big and info.crc32c == s3.head("nomd5/obj").crc32c
+
+
 def test_wrong_content_md5_on_single_put(make_s3_store) -> None:
     s3 = make_s3_store(
         "rclone", part_request_hook=lambda n, a, md5: "AAAAAAAAAAAAAAAAAAAAAA==", max_attempts=2

@@ -96,9 +96,10 @@ def export_partition(
             result = package_partition_to_file(
                 export_dir, template, object_path, level=level, threads=threads
             )
-            shutil.rmtree(export_dir, ignore_errors=True)
             progress.phase = "verifying"
-            verdict = verify_packaged_file(object_path, result.manifest, work_dir=attempt_dir)
+            verdict = verify_packaged_file(object_path, result.manifest,
+                                           export_dir=export_dir)
+            shutil.rmtree(export_dir, ignore_errors=True)
         except CorruptionError as err:
             progress.problems.append(f"attempt {attempt}: {err}")
             continue

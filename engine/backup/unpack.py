@@ -12,6 +12,10 @@ cannot fill the disk), a CRC32C mismatch, a truncated or over-long stream.
 Only two file names are ever created, both chosen here and both inside ``dest_dir``:
 ``data.mdb`` (written as ``data.mdb.partial`` and renamed once verified) and
 ``partition.json``. On failure neither is left behind.
+
+:func:`compare_partition` runs the same checks but writes nothing: it proves the
+re-inflated ``data.mdb`` byte-identical to a reference file (the export it was packaged
+from), which is how a backup verifies its objects before upload.
 """
 
 from __future__ import annotations
@@ -72,18 +76,38 @@ def unpack_partition(
         raise
 
 
+def compare_partition(
+    source: BinaryIO,
+    reference: Path,
+    expected: PartitionManifest | None = None,
+    *,
+    source_name: str,
+) -> PartitionManifest:
+    """Re-inflate ``source`` in memory and check its ``data.mdb`` equals ``reference``.
+
+    Every check of :func:`unpack_partition` applies (frame, tar structure, in-archive
+    manifest against ``expected``, size, CRC32C, nothing trailing); in addition each
+    re-inflated chunk is compared byte for byte with the same range of ``reference``,
+    and a difference raises :class:`~engine.errors.CorruptionError` naming its offset.
+    Nothing is written. Returns the in-archive manifest.
+    """
+    return _Extraction(source, None, expected, source_name, fsync=False,
+                       reference=Path(reference)).run()
+
+
 class _Extraction:
     """One unpack: the streams, what has been learnt so far, and the files written."""
 
-    def __init__(self, source: BinaryIO, dest_dir: Path,
-                 expected: PartitionManifest | None, source_name: str, fsync: bool) -> None:
+    def __init__(self, source: BinaryIO, dest_dir: Path | None,
+                 expected: PartitionManifest | None, source_name: str, fsync: bool,
+                 reference: Path | None = None) -> None:
         self.tracker = ZstdFrameTracker(source)
         self.dest_dir = dest_dir
         self.expected = expected
         self.source_name = source_name
         self.fsync = fsync
+        self.reference = reference  # compare with this file instead of writing dest_dir
         self.partition = expected.partition_id if expected is not None else None
-        self.partial_path = dest_dir / (DATA_MEMBER + ".partial")
         self.outputs: list[Path] = []
 
     def fail(self, message: str) -> CorruptionError:
@@ -111,7 +135,8 @@ class _Extraction:
         except zstandard.ZstdError as err:
             raise self._stream_problem(f"zstd decompression failed: {err}") from err
         self._check_frame_end()
-        self._commit(manifest_json)
+        if self.reference is None:
+            self._commit(manifest_json)
         return manifest
 
     def _stream_problem(self, message: str) -> CorruptionError:
@@ -195,24 +220,54 @@ class _Extraction:
         if header.size != limit:
             raise self.fail(f"{DATA_MEMBER} is {header.size} bytes in its tar header but "
                             f"the manifest says {limit}")
-        self.partial_path.unlink(missing_ok=True)  # a leftover from a crashed unpack
+        if self.reference is not None:
+            crc = self._compare_data(tar, header.size)
+        else:
+            crc = self._write_data(tar, header.size)
+        if crc32c_hex(crc) != manifest.data_crc32c:
+            raise self.fail(f"{DATA_MEMBER} CRC32C is {crc32c_hex(crc)} but the manifest "
+                            f"says {manifest.data_crc32c}")
+
+    def _write_data(self, tar: tar_stream.TarReader, size: int) -> int:
+        """Stream the member into ``data.mdb.partial``; returns its CRC32C."""
+        assert self.dest_dir is not None
+        partial_path = self.dest_dir / (DATA_MEMBER + ".partial")
+        partial_path.unlink(missing_ok=True)  # a leftover from a crashed unpack
         # O_EXCL | O_NOFOLLOW: never write through a planted symlink.
-        fd = os.open(self.partial_path,
-                     os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        self.outputs.append(self.partial_path)
+        fd = os.open(partial_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        self.outputs.append(partial_path)
         written, crc = 0, 0
         with os.fdopen(fd, "wb", buffering=0) as out:
-            for chunk in tar.iter_data(header.size, CHUNK_BYTES):
+            for chunk in tar.iter_data(size, CHUNK_BYTES):
                 written += len(chunk)
-                if written > limit:  # cannot happen past the header check; never trust
-                    raise self.fail(f"{DATA_MEMBER} exceeds {limit} bytes; stopped")
+                if written > size:  # cannot happen past the header check; never trust
+                    raise self.fail(f"{DATA_MEMBER} exceeds {size} bytes; stopped")
                 crc = google_crc32c.extend(crc, chunk)
                 out.write(chunk)
             if self.fsync:
                 os.fsync(out.fileno())
-        if crc32c_hex(crc) != manifest.data_crc32c:
-            raise self.fail(f"{DATA_MEMBER} CRC32C is {crc32c_hex(crc)} but the manifest "
-                            f"says {manifest.data_crc32c}")
+        return crc
+
+    def _compare_data(self, tar: tar_stream.TarReader, size: int) -> int:
+        """Compare the member with ``self.reference`` chunk by chunk; returns its CRC32C."""
+        assert self.reference is not None
+        with open(self.reference, "rb", buffering=0) as ref:
+            reference_size = os.fstat(ref.fileno()).st_size
+            if reference_size != size:
+                raise self.fail(f"re-inflated {DATA_MEMBER} is {size} bytes but "
+                                f"{self.reference} is {reference_size}")
+            offset, crc = 0, 0
+            for chunk in tar.iter_data(size, CHUNK_BYTES):
+                expected = os.pread(ref.fileno(), len(chunk), offset)
+                if chunk != expected:
+                    first = next((i for i, (a, b) in
+                                  enumerate(zip(chunk, expected, strict=False)) if a != b),
+                                 len(expected))
+                    raise self.fail(f"re-inflated {DATA_MEMBER} differs from "
+                                    f"{self.reference} at byte {offset + first}")
+                crc = google_crc32c.extend(crc, chunk)
+                offset += len(chunk)
+        return crc
 
     def _read_end(self, tar: tar_stream.TarReader, stream: BinaryIO) -> None:
         header = tar.next_header()
@@ -257,8 +312,9 @@ class _Extraction:
                 out.flush()
                 os.fsync(out.fileno())
         data_path = self.dest_dir / DATA_MEMBER
-        os.rename(self.partial_path, data_path)
-        self.outputs[self.outputs.index(self.partial_path)] = data_path
+        partial_path = self.dest_dir / (DATA_MEMBER + ".partial")
+        os.rename(partial_path, data_path)
+        self.outputs[self.outputs.index(partial_path)] = data_path
         if self.fsync:
             fd = os.open(self.dest_dir, os.O_RDONLY | os.O_DIRECTORY)
             try:

@@ -9,6 +9,16 @@ Checks, in the order pgBackRest's verify uses (size, then checksum, then content
 3. the re-inflated ``data.mdb`` opened read-only with plain py-lmdb: ``applied_lsn``,
    item count and logical checksum recomputed and compared.
 
+A backup verifies each object before uploading it while the export it was packaged from
+is still on disk (:func:`verify_packaged_file` with ``export_dir``): step 2 then compares
+the re-inflated ``data.mdb`` byte for byte with the export's instead of writing it out,
+and step 3 is not repeated, because packaging already opened that very file with LMDB
+and took its ``applied_lsn``, item count and logical checksum. Byte-identical data gives
+the same items, so re-walking it would recompute the same numbers; what verification
+must catch — damage by packaging, compression or the disk the object sits on — shows up
+as a difference in the comparison, the CRC32C or the zstd frame checksum. This saves
+writing a full-size scratch copy and a second walk per partition.
+
 Data problems become a :class:`VerifyResult` so one run can report every bad partition;
 only misuse (an expected manifest without object checksums) and I/O errors raise.
 LMDB is only ever handed a file whose CRC32C matched the packaging-time value, so a
@@ -30,7 +40,8 @@ from ..errors import CorruptionError, ValidationException
 from .checksums import CrcCountingReader
 from .logical import logical_checksum, open_readonly, read_applied_lsn
 from .manifest import PartitionManifest
-from .unpack import unpack_partition
+from .package import DATA_MEMBER
+from .unpack import compare_partition, unpack_partition
 
 VerifyStatus = Literal["ok", "missing", "checksum_mismatch", "size_invalid", "corrupt"]
 
@@ -67,11 +78,7 @@ def verify_partition_object(
     object in messages; it defaults to the path. Scratch files go in a fresh directory
     under ``work_dir``, removed before returning.
     """
-    if expected.object_size_bytes is None or expected.object_crc32c is None:
-        raise ValidationException(
-            f"partition {expected.partition_id}: the expected manifest has no "
-            "object_size_bytes/object_crc32c to verify against (pass PackageResult.manifest "
-            "or the backup manifest's entry)")
+    _require_object_checksums(expected)
     if source_name is None:
         if not isinstance(source, (str, os.PathLike)):
             raise ValidationException("source_name is required when source is a stream")
@@ -93,19 +100,35 @@ def verify_packaged_file(
     expected: PartitionManifest,
     *,
     work_dir: Path | None = None,
+    export_dir: Path | None = None,
 ) -> VerifyResult:
     """Verify a freshly packaged file before upload (``expected`` = ``PackageResult.manifest``).
 
-    ``work_dir`` defaults to the file's directory, so the scratch copy lands on the same
-    volume as the staging area.
+    With ``export_dir`` (the export it was packaged from, unchanged since), the
+    re-inflated data is compared with the export's ``data.mdb`` instead of being written
+    and reopened (see the module docstring). Otherwise ``work_dir`` defaults to the
+    file's directory, so the scratch copy lands on the same volume as the staging area.
     """
     path = Path(path)
-    return verify_partition_object(path, expected, work_dir=work_dir or path.parent,
-                                   source_name=str(path))
+    if export_dir is None:
+        return verify_partition_object(path, expected, work_dir=work_dir or path.parent,
+                                       source_name=str(path))
+    _require_object_checksums(expected)
+    with open(path, "rb") as stream:
+        return _verify_stream(stream, expected, None, str(path),
+                              reference=Path(export_dir) / DATA_MEMBER)
 
 
-def _verify_stream(stream: BinaryIO, expected: PartitionManifest, work_dir: Path,
-                   source_name: str) -> VerifyResult:
+def _require_object_checksums(expected: PartitionManifest) -> None:
+    if expected.object_size_bytes is None or expected.object_crc32c is None:
+        raise ValidationException(
+            f"partition {expected.partition_id}: the expected manifest has no "
+            "object_size_bytes/object_crc32c to verify against (pass PackageResult.manifest "
+            "or the backup manifest's entry)")
+
+
+def _verify_stream(stream: BinaryIO, expected: PartitionManifest, work_dir: Path | None,
+                   source_name: str, reference: Path | None = None) -> VerifyResult:
     def result(status: VerifyStatus, message: str, **found: object) -> VerifyResult:
         return VerifyResult(status, message, source_name, expected.partition_id,
                             object_size_bytes=counted.size_bytes,
@@ -123,9 +146,20 @@ def _verify_stream(stream: BinaryIO, expected: PartitionManifest, work_dir: Path
                           f"{counted.crc32c_hex}, the manifest says {expected.object_crc32c}")
         return None
 
+    counted = CrcCountingReader(stream)
+    if reference is not None:
+        try:
+            compare_partition(counted, reference, expected, source_name=source_name)
+        except CorruptionError as err:
+            counted.drain()
+            return physical_problem() or result("corrupt", str(err))
+        return physical_problem() or result(
+            "ok", f"partition {expected.partition_id}: object re-inflated byte-identical to "
+            f"the export of {expected.item_count} items",
+            item_count=expected.item_count, logical_checksum=expected.logical_checksum)
+    assert work_dir is not None
     work_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"verify-{expected.partition_id}-", dir=work_dir))
-    counted = CrcCountingReader(stream)
     try:
         try:
             unpack_partition(counted, scratch, expected, source_name=source_name,

@@ -103,10 +103,11 @@ _HINTS = {
     "SignatureDoesNotMatch": "check the secret key",
 }
 
-#: A test hook: ``hook(part_number, attempt, content_md5) -> content_md5_to_send``. Called
+#: A test hook: ``hook(part_number, attempt, content_md5) -> content_md5_to_send`` (None:
+#: none is sent, see ``part_content_md5``). Called
 #: before every upload attempt of a part (a single ``PutObject`` is part 1); it may return
 #: a wrong digest or raise ``ConnectionError`` to inject faults. Never set in production.
-PartRequestHook = Callable[[int, int, str], str]
+PartRequestHook = Callable[[int, int, str | None], str | None]
 
 
 class _ShortRead(Exception):
@@ -174,6 +175,7 @@ class S3Store(ObjectStore):
         aws_secret_access_key: str | None = None,
         aws_session_token: str | None = None,
         part_request_hook: PartRequestHook | None = None,
+        part_content_md5: bool = True,
     ) -> None:
         if not bucket or "/" in bucket:
             raise ValueError(f"bucket name {bucket!r} must be non-empty and contain no '/'")
@@ -193,6 +195,7 @@ class S3Store(ObjectStore):
         self._max_attempts = max_attempts
         self._retry_base_delay_seconds = retry_base_delay_seconds
         self._part_request_hook = part_request_hook
+        self._part_content_md5 = part_content_md5
         config = Config(
             region_name=region_name or "us-east-1",
             retries={"mode": "standard", "total_max_attempts": _BOTOCORE_TOTAL_ATTEMPTS},
@@ -542,21 +545,23 @@ class S3Store(ObjectStore):
     def _upload_part(
         self, key: str, full_key: str, upload_id: str, part_number: int, data: bytes, what: str
     ) -> dict[str, Any]:
-        content_md5 = _b64(hashlib.md5(data).digest())
+        content_md5 = _b64(hashlib.md5(data).digest()) if self._part_content_md5 else None
         crc_b64 = crc32c_to_base64(google_crc32c.value(data))
 
         def attempt(number: int) -> dict[str, Any]:
             sent_md5 = content_md5
             if self._part_request_hook is not None:
                 sent_md5 = self._part_request_hook(part_number, number, content_md5)
+            checksums = {"ChecksumCRC32C": crc_b64}
+            if sent_md5 is not None:
+                checksums["ContentMD5"] = sent_md5
             return self._client.upload_part(
                 Bucket=self._bucket,
                 Key=full_key,
                 UploadId=upload_id,
                 PartNumber=part_number,
                 Body=data,
-                ContentMD5=sent_md5,
-                ChecksumCRC32C=crc_b64,
+                **checksums,
             )
 
         response = self._with_retries(what, key, attempt)
