@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Route items and keys to partitions natively: the puts of a batch write (storage key,
-owning partition and encoded item for each) and the key of a point read.
+"""Route the puts of a batch write to partitions natively: storage key, owning partition
+and encoded item for each (point reads route through engine._reads).
 
 The bulk-load hot path of ``Table.batch_write``. Per item the Python version makes about
 ten interpreter-level calls (key lookup, storage key, bisect, encode, size check, append,
@@ -14,42 +14,18 @@ which produces the precise, DynamoDB-named error. Items before it are routed as 
 """
 
 from cpython.bytes cimport PyBytes_GET_SIZE
-from cpython.dict cimport PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_GetPointer
 from cpython.set cimport PySet_Add
 
+from capi cimport STORAGE_KEY_CAPSULE, storage_key_fn
+from routing cimport owner, plain_storage_key
+
 from engine._itemcodec import encode_item as _encode_item
-from engine._keycodec import storage_key as _storage_key
+from engine._keycodec import _C_STORAGE_KEY
 
-
-cdef Py_ssize_t _owner(list starts, bytes key) except -1:
-    """bisect_right(starts, key) - 1: the interval whose start is the last one <= key."""
-    cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(starts), mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if key < <bytes>PyList_GET_ITEM(starts, mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo - 1
-
-
-cdef object _storage_key_of(dict values, bint hashed, str pk_name, pk_type, sk_name, sk_type):
-    """The storage key from a dict's key attributes, or None if one is missing or invalid."""
-    cdef PyObject *pk = PyDict_GetItem(values, pk_name)
-    cdef PyObject *sk
-    if pk == NULL:
-        return None
-    try:
-        if sk_name is None:
-            return _storage_key(hashed, <object>pk, pk_type, None, None)
-        sk = PyDict_GetItem(values, sk_name)
-        if sk == NULL or <object>sk is None:
-            return None
-        return _storage_key(hashed, <object>pk, pk_type, <object>sk, sk_type)
-    except (ValueError, TypeError, OverflowError):
-        return None
+cdef storage_key_fn _storage_key = <storage_key_fn>PyCapsule_GetPointer(
+    _C_STORAGE_KEY, STORAGE_KEY_CAPSULE)
 
 
 def route_puts(
@@ -77,7 +53,7 @@ def route_puts(
         item = <object>PyList_GET_ITEM(items, i)
         if type(item) is not dict:
             return i
-        key = _storage_key_of(item, hashed, pk_name, pk_type, sk_name, sk_type)
+        key = plain_storage_key(_storage_key, item, hashed, pk_name, pk_type, sk_name, sk_type)
         if key is None:
             return i
         try:
@@ -86,27 +62,8 @@ def route_puts(
             return i
         if PyBytes_GET_SIZE(encoded) > max_item_bytes:
             return i
-        index = _owner(starts, key)
+        index = owner(starts, key)
         (<list>groups[index]).append((op_put, key, encoded))
         PySet_Add(seen, key)
     return n
 
-
-def route_key(
-    key,
-    bint hashed,
-    str pk_name,
-    pk_type,
-    sk_name,
-    sk_type,
-    list starts,
-):
-    """``(partition index, storage key)`` of a key dict holding exactly the key attributes,
-    or None when it does not (or a value is invalid): the caller's checked path then gives
-    the precise error. The point-read hot path (``Table.get_item``)."""
-    if type(key) is not dict or len(<dict>key) != (1 if sk_name is None else 2):
-        return None
-    storage_key = _storage_key_of(key, hashed, pk_name, pk_type, sk_name, sk_type)
-    if storage_key is None:
-        return None
-    return _owner(starts, storage_key), storage_key

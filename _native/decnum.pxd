@@ -166,6 +166,45 @@ cdef inline int _num_encode_decimal(uint8_t *out, object value, object what) exc
 
 cdef inline object num_decode(const uint8_t *p, size_t n, size_t *pos, object Decimal):
     """Decode a number body at p[pos]; advance pos. int when integral, else Decimal."""
+    cdef size_t i = pos[0], j
+    cdef uint8_t first, b
+    cdef int pairs = 0, ndig, v
+    cdef long exp
+    cdef int64_t acc = 0
+    # Fast path: a positive integer of at most 18 digits (counts, timestamps, scores)
+    # straight from the digit pairs. Anything else, and every malformed body, takes
+    # _num_decode_general, which decides and reports exactly as before.
+    if i + 2 < n and p[i] == NUM_POS:
+        j = i + 2
+        while j < n and pairs < 9:
+            b = p[j]
+            v = b >> 1
+            if v > 99:
+                break
+            acc = acc * 100 + v
+            pairs += 1
+            j += 1
+            if (b & 1) == 0:
+                first = p[i + 2] >> 1
+                ndig = 2 * pairs
+                if v % 10 == 0:             # odd digit count: the last pair is padded
+                    acc //= 10
+                    ndig -= 1
+                    v //= 10
+                if first < 10 or v % 10 == 0:
+                    break                   # non-canonical: let the general path say so
+                exp = <long>p[i + 1] + NUM_MIN_EXP - ndig + 1
+                if exp < 0 or ndig + exp > 18:
+                    break
+                while exp > 0:
+                    acc *= 10
+                    exp -= 1
+                pos[0] = j
+                return PyLong_FromLongLong(acc)
+    return _num_decode_general(p, n, pos, Decimal)
+
+
+cdef inline object _num_decode_general(const uint8_t *p, size_t n, size_t *pos, object Decimal):
     cdef size_t i = pos[0]
     cdef uint8_t cls, b, flip
     cdef int neg, ndig = 0, v, last = 0, k

@@ -46,6 +46,7 @@ from cpython.bytes cimport (
 from cpython.dict cimport PyDict_New, PyDict_Next, PyDict_SetItem, PyDict_Size
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.object cimport PyObject
+from cpython.pycapsule cimport PyCapsule_New
 from cpython.ref cimport Py_INCREF
 from cpython.set cimport PySet_Add
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -53,12 +54,19 @@ from libc.stdint cimport uint8_t, uint64_t
 from libc.stdlib cimport free, malloc, qsort, realloc
 from libc.string cimport memcmp, memcpy
 
+from capi cimport DECODE_ITEM_CAPSULE
 from decnum cimport NUM_MAX_BODY, num_decode, num_encode
 
 from decimal import Decimal as _Decimal
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
+    object PyUnicode_New(Py_ssize_t size, unsigned int maxchar)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    void *PyUnicode_DATA(object o)
+    void Py_XDECREF(PyObject *o)
+    void PyUnicode_InternInPlace(PyObject **p)
+    int PyUnicode_IS_COMPACT_ASCII(object o)
 
 FORMAT_VERSION = 1
 MAX_DEPTH = 32
@@ -444,7 +452,7 @@ cdef object _malformed(Dec *d, str what):
     return ValueError(f"malformed item at byte {d.pos}: {what}")
 
 
-cdef inline uint64_t _get_varint(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
+cdef uint64_t _get_varint(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
     cdef uint64_t v = 0
     cdef unsigned int shift = 0
     cdef uint8_t b
@@ -463,37 +471,74 @@ cdef inline uint64_t _get_varint(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
             raise _malformed(d, "varint too long")
 
 
-cdef inline size_t _get_len(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
-    """A varint length that must fit in the remaining bytes."""
-    cdef uint64_t v
-    if d.pos < d.n and d.p[d.pos] < 0x80:
-        v = d.p[d.pos]
-        d.pos += 1
-    else:
-        v = _get_varint(d)
+cdef size_t _get_len_slow(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
+    cdef uint64_t v = _get_varint(d)
     if v > d.n - d.pos:
         raise _malformed(d, f"length {v} runs past the end ({d.n - d.pos} bytes left)")
     return <size_t>v
 
 
-cdef inline size_t _get_count(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
-    """A varint element count; every element takes at least one byte."""
-    cdef uint64_t v
-    if d.pos < d.n and d.p[d.pos] < 0x80:
+cdef inline size_t _get_len(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
+    """A varint length that must fit in the remaining bytes."""
+    cdef size_t v
+    if d.pos < d.n:  # the common one-byte length inline; the rest (and errors) out of line
         v = d.p[d.pos]
-        d.pos += 1
-    else:
-        v = _get_varint(d)
+        if v < 0x80 and v < d.n - d.pos:
+            d.pos += 1
+            return v
+    return _get_len_slow(d)
+
+
+cdef size_t _get_count_slow(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
+    cdef uint64_t v = _get_varint(d)
     if v > d.n - d.pos:
         raise _malformed(d, f"count {v} cannot fit in the {d.n - d.pos} bytes left")
     return <size_t>v
 
 
-cdef inline object _get_str(Dec *d):
-    cdef size_t n = _get_len(d)
-    s = PyUnicode_DecodeUTF8(<const char *>d.p + d.pos, n, NULL)
+cdef inline size_t _get_count(Dec *d) except? 0xFFFFFFFFFFFFFFFF:
+    """A varint element count; every element takes at least one byte."""
+    cdef size_t v
+    if d.pos < d.n:
+        v = d.p[d.pos]
+        if v < 0x80 and v < d.n - d.pos:
+            d.pos += 1
+            return v
+    return _get_count_slow(d)
+
+
+cdef inline bint _is_ascii(const uint8_t *s, size_t n) noexcept:
+    cdef uint64_t word, high = 0
+    while n >= 8:
+        memcpy(&word, s, 8)
+        high |= word
+        s += 8
+        n -= 8
+    while n:
+        high |= s[0]
+        s += 1
+        n -= 1
+    return (high & 0x8080808080808080ULL) == 0
+
+
+cdef inline object _ascii_str(const uint8_t *s, size_t n):
+    """A str of ``n`` ASCII bytes: filled in place, skipping the UTF-8 decoder's dispatch
+    (most attribute values are short ASCII strings)."""
+    result = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(result), s, n)
+    return result
+
+
+cdef inline object _get_str_of_len(Dec *d, size_t n):
+    cdef const uint8_t *s = d.p + d.pos
     d.pos += n
-    return s
+    if _is_ascii(s, n):
+        return _ascii_str(s, n)
+    return PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
+
+
+cdef inline object _get_str(Dec *d):
+    return _get_str_of_len(d, _get_len(d))
 
 
 cdef inline object _get_bytes(Dec *d):
@@ -595,49 +640,126 @@ cdef int _skip_value(Dec *d, int depth) except -1:
     return 0
 
 
-cdef extern from "Python.h":
-    int PyUnicode_IS_COMPACT_ASCII(object o)
-    Py_ssize_t PyUnicode_GET_LENGTH(object o)
-    void *PyUnicode_DATA(object o)
-    void Py_XDECREF(PyObject *o)
-
-# Attribute names repeat in every item: decoding them is a large share of a scan. A small
-# direct-mapped cache of ASCII names (strong references, replaced on collision) turns most
-# name decodes into a hash and a memcmp. Only touched with the GIL held.
+# Attribute names repeat in every item: decoding them is a large share of a scan. Two
+# caches of ASCII names (strong references to interned strs, replaced on a miss) turn most
+# name decodes into one short byte comparison: by position among the top-level
+# attributes (items of one table mostly share their names, and the encoding sorts them,
+# so the i-th name is mostly the same), then a direct-mapped one by hash. A slot keeps the
+# characters' address and length beside the reference, so a hit touches one cache line.
+# Only touched with the GIL held.
 DEF _NAME_CACHE_SLOTS = 4096
 DEF _NAME_CACHE_MAX_LEN = 64
-cdef PyObject *_name_cache[_NAME_CACHE_SLOTS]
+DEF _POSITION_SLOTS = 32
+
+cdef struct NameSlot:
+    PyObject *name          # an interned compact-ASCII str, or NULL
+    const uint8_t *data     # its characters, which are its UTF-8 bytes
+    size_t len
+    uint64_t head           # its first min(len, 8) bytes, zero-padded (see tk_head)
+
+cdef NameSlot _name_cache[_NAME_CACHE_SLOTS]
+cdef NameSlot _position_cache[_POSITION_SLOTS]
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* The first min(n, 8) bytes at p, zero-padded, as one word; p must have 8 readable
+       bytes. Equal to memcpy'ing those bytes into a zeroed word, on either byte order. */
+    static inline uint64_t tk_head(const uint8_t *p, size_t n) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        if (n >= 8) return w;
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        return n ? w & ~(~0ULL >> (8 * n)) : 0;
+    #else
+        return w & ((1ULL << (8 * n)) - 1);
+    #endif
+    }
+    """
+    uint64_t tk_head(const uint8_t *p, size_t n) noexcept nogil
 
 
-cdef inline object _get_name(Dec *d):
-    cdef size_t n = _get_len(d), i
+cdef inline bint _slot_holds(const NameSlot *slot, const uint8_t *s, size_t n,
+                             size_t readable) noexcept:
+    """Does ``slot`` hold the name of ``n`` bytes at ``s`` (``readable`` bytes there)?
+    Compared a word at a time where 8 bytes can be read: a byte loop's exit, at a
+    different length for each name, is a branch the CPU mispredicts."""
+    cdef size_t i
+    if slot.name == NULL or slot.len != n:
+        return False
+    if readable >= 8:
+        if tk_head(s, n) != slot.head:
+            return False
+        return n <= 8 or memcmp(slot.data + 8, s + 8, n - 8) == 0
+    for i in range(n):
+        if slot.data[i] != s[i]:
+            return False
+    return True
+
+
+cdef inline void _slot_set(NameSlot *slot, object name) noexcept:
+    cdef uint64_t head = 0
+    Py_INCREF(name)
+    Py_XDECREF(slot.name)
+    slot.name = <PyObject *>name
+    slot.data = <const uint8_t *>PyUnicode_DATA(name)
+    slot.len = <size_t>PyUnicode_GET_LENGTH(name)
+    memcpy(&head, slot.data, slot.len if slot.len < 8 else 8)
+    slot.head = head
+
+
+cdef object _get_hashed_name(Dec *d, size_t n):
     cdef const uint8_t *s = d.p + d.pos
     cdef uint64_t h = 1469598103934665603ULL
-    cdef PyObject *cached
+    cdef NameSlot *slot
+    cdef PyObject *interned
+    cdef size_t i
     if n > _NAME_CACHE_MAX_LEN:
-        return _get_str(d)
+        return _get_str_of_len(d, n)
     for i in range(n):
         h = (h ^ s[i]) * 1099511628211ULL
-    cached = _name_cache[h & (_NAME_CACHE_SLOTS - 1)]
-    if cached != NULL:
-        name = <object>cached
-        if PyUnicode_GET_LENGTH(name) == <Py_ssize_t>n and memcmp(PyUnicode_DATA(name), s, n) == 0:
-            d.pos += n
-            return name
-    name = PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
+    slot = &_name_cache[h & (_NAME_CACHE_SLOTS - 1)]
+    if _slot_holds(slot, s, n, d.n - d.pos):
+        d.pos += n
+        return <object>slot.name
     d.pos += n
-    if PyUnicode_IS_COMPACT_ASCII(name):
-        Py_INCREF(name)
-        Py_XDECREF(cached)
-        _name_cache[h & (_NAME_CACHE_SLOTS - 1)] = <PyObject *>name
+    if not _is_ascii(s, n):
+        return PyUnicode_DecodeUTF8(<const char *>s, n, NULL)
+    # Interned, as names in source code are: a caller's item["name"] then matches by
+    # identity.
+    name = _ascii_str(s, n)
+    interned = <PyObject *>name
+    Py_INCREF(name)
+    PyUnicode_InternInPlace(&interned)
+    name = <object>interned
+    Py_XDECREF(interned)
+    _slot_set(slot, name)
+    return name
+
+
+cdef inline object _get_name(Dec *d, size_t position):
+    """An attribute name; ``position`` is its index in a top-level map (or any larger
+    value elsewhere)."""
+    cdef size_t n = _get_len(d)
+    cdef NameSlot *slot = NULL
+    if position < _POSITION_SLOTS:
+        slot = &_position_cache[position]
+        if _slot_holds(slot, d.p + d.pos, n, d.n - d.pos):
+            d.pos += n
+            return <object>slot.name
+    name = _get_hashed_name(d, n)
+    if slot != NULL and PyUnicode_IS_COMPACT_ASCII(name):
+        _slot_set(slot, name)
     return name
 
 
 cdef object _dec_map_body(Dec *d, int depth, object projection):
     cdef size_t count = _get_count(d), i
+    cdef size_t position_limit = _POSITION_SLOTS if depth == 0 else 0
     cdef dict result = PyDict_New()
     for i in range(count):
-        name = _get_name(d)
+        name = _get_name(d, i if i < position_limit else _POSITION_SLOTS)
         if projection is not None and name not in projection:
             _skip_value(d, depth)
             continue
@@ -664,6 +786,10 @@ cdef object _decode_buffer(const uint8_t *p, size_t n, object projection):
     if d.pos != d.n:
         raise _malformed(&d, f"{d.n - d.pos} trailing bytes")
     return result
+
+
+# ``_decode_buffer`` for the point-read path (engine._reads), see _native/capi.pxd.
+_C_DECODE_ITEM = PyCapsule_New(<void *>_decode_buffer, DECODE_ITEM_CAPSULE, NULL)
 
 
 def decode_item(data, projection=None):

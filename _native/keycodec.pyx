@@ -45,10 +45,13 @@ backup format: stable across versions, platforms and byte orders; never change i
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.pycapsule cimport PyCapsule_New
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy
 
+from capi cimport STORAGE_KEY_CAPSULE
 from decnum cimport NUM_MAX_BODY, num_decode, num_encode
 
 from decimal import Decimal as _Decimal
@@ -108,16 +111,21 @@ cdef extern from *:
     """
     uint64_t tk_xxh64(const uint8_t *p, size_t len, uint64_t seed) nogil
 
-TAG_B = 0x01
-TAG_N = 0x02
-TAG_S = 0x03
-DEFAULT_MAX_LEN = 2048      # partition key limit in bytes; sort keys: 1024
-SORT_KEY_MAX_LEN = 1024
-
 cdef enum:
     _TAG_B = 0x01
     _TAG_N = 0x02
     _TAG_S = 0x03
+    _DEFAULT_MAX_LEN = 2048     # partition key limit in bytes
+    _SORT_KEY_MAX_LEN = 1024
+    # Worst case of a storage key: hash, then pk and sk escaped (3 + 2 x limit each).
+    _STORAGE_KEY_ROOM = 8 + (3 + 2 * _DEFAULT_MAX_LEN) + (3 + 2 * _SORT_KEY_MAX_LEN)
+    _STACK_BYTES = 3 + 2 * _DEFAULT_MAX_LEN
+
+TAG_B = _TAG_B
+TAG_N = _TAG_N
+TAG_S = _TAG_S
+DEFAULT_MAX_LEN = _DEFAULT_MAX_LEN
+SORT_KEY_MAX_LEN = _SORT_KEY_MAX_LEN
 
 cdef object _TYPE_S = "S"
 cdef object _TYPE_N = "N"
@@ -126,12 +134,33 @@ cdef object _TYPE_B = "B"
 
 # ------------------------------------------------------------------ escaping
 
+cdef Py_ssize_t _escape_into(uint8_t *out, uint8_t tag, const uint8_t *src,
+                             Py_ssize_t n) noexcept:
+    """Write tag | src with 00 -> 00 FF | 00 01 at ``out`` (room for 3 + 2n bytes);
+    returns the bytes written."""
+    cdef uint8_t *o = out + 1
+    cdef Py_ssize_t i
+    out[0] = tag
+    if memchr(src, 0, n) == NULL:
+        memcpy(o, src, n)
+        o += n
+    else:
+        for i in range(n):
+            o[0] = src[i]
+            o += 1
+            if src[i] == 0:
+                o[0] = 0xFF
+                o += 1
+    o[0] = 0
+    o[1] = 1
+    return (o + 2) - out
+
+
 cdef bytes _escape(uint8_t tag, const uint8_t *src, Py_ssize_t n):
-    """tag | src with 00 -> 00 FF | 00 01."""
-    cdef Py_ssize_t zeros = 0, i
+    """tag | src with 00 -> 00 FF | 00 01, as bytes."""
+    cdef Py_ssize_t zeros = 0
     cdef const uint8_t *z = src
     cdef const uint8_t *end = src + n
-    cdef uint8_t *out
     cdef bytes result
     while z < end:
         z = <const uint8_t *>memchr(z, 0, end - z)
@@ -140,21 +169,7 @@ cdef bytes _escape(uint8_t tag, const uint8_t *src, Py_ssize_t n):
         zeros += 1
         z += 1
     result = PyBytes_FromStringAndSize(NULL, 1 + n + zeros + 2)
-    out = <uint8_t *>PyBytes_AS_STRING(result)
-    out[0] = tag
-    out += 1
-    if zeros == 0:
-        memcpy(out, src, n)
-        out += n
-    else:
-        for i in range(n):
-            out[0] = src[i]
-            out += 1
-            if src[i] == 0:
-                out[0] = 0xFF
-                out += 1
-    out[0] = 0
-    out[1] = 1
+    _escape_into(<uint8_t *>PyBytes_AS_STRING(result), tag, src, n)
     return result
 
 
@@ -197,12 +212,18 @@ cdef bytes _unescape(const uint8_t *p, Py_ssize_t start, Py_ssize_t end, Py_ssiz
 
 # ------------------------------------------------------------------ encode / decode
 
-cdef bytes _encode(object value, object key_type, Py_ssize_t max_len):
+cdef inline Py_ssize_t _encoded_room(Py_ssize_t max_len) noexcept:
+    """Bytes ``_encode_into`` may write for a value of at most ``max_len`` bytes."""
+    return max(3 + 2 * max_len, NUM_MAX_BODY + 1)
+
+
+cdef Py_ssize_t _encode_into(uint8_t *out, object value, object key_type,
+                             Py_ssize_t max_len) except -1:
+    """Write enc(value) at ``out`` (room for ``_encoded_room(max_len)`` bytes); returns
+    the bytes written. Raises on an invalid value (see the module docstring)."""
     cdef const char *s
     cdef Py_ssize_t n
     cdef Py_buffer view
-    cdef uint8_t buf[NUM_MAX_BODY + 1]
-    cdef int blen
     if key_type == _TYPE_S:
         if not isinstance(value, str):
             raise TypeError(f"key of type S must be str, got {type(value).__name__}")
@@ -212,11 +233,10 @@ cdef bytes _encode(object value, object key_type, Py_ssize_t max_len):
         if n > max_len:
             raise ValueError(
                 f"key of type S is {n} bytes in UTF-8; the limit is {max_len} bytes")
-        return _escape(_TAG_S, <const uint8_t *>s, n)
+        return _escape_into(out, _TAG_S, <const uint8_t *>s, n)
     if key_type == _TYPE_N:
-        buf[0] = _TAG_N
-        blen = num_encode(buf + 1, value, "key of type N", _Decimal)
-        return PyBytes_FromStringAndSize(<const char *>buf, blen + 1)
+        out[0] = _TAG_N
+        return 1 + num_encode(out + 1, value, "key of type N", _Decimal)
     if key_type == _TYPE_B:
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(
@@ -227,10 +247,26 @@ cdef bytes _encode(object value, object key_type, Py_ssize_t max_len):
                 raise ValueError("key of type B must not be empty")
             if view.len > max_len:
                 raise ValueError(f"key of type B is {view.len} bytes; the limit is {max_len} bytes")
-            return _escape(_TAG_B, <const uint8_t *>view.buf, view.len)
+            return _escape_into(out, _TAG_B, <const uint8_t *>view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
     raise ValueError(f"key type must be 'S', 'N' or 'B', got {key_type!r}")
+
+
+cdef bytes _encode(object value, object key_type, Py_ssize_t max_len):
+    cdef uint8_t stack[_STACK_BYTES]
+    cdef uint8_t *out = stack
+    cdef Py_ssize_t room = _encoded_room(max_len)
+    if room > _STACK_BYTES:
+        out = <uint8_t *>malloc(room)
+        if out == NULL:
+            raise MemoryError()
+    try:
+        return PyBytes_FromStringAndSize(<const char *>out, _encode_into(out, value, key_type,
+                                                                         max_len))
+    finally:
+        if out != stack:
+            free(out)
 
 
 cdef object _decode(const uint8_t *p, Py_ssize_t n, Py_ssize_t *pos, int *key_type):
@@ -336,7 +372,7 @@ cdef inline void _put_be64(uint8_t *p, uint64_t v) noexcept:
 
 def hash_prefix_of(pk_value, pk_type):
     """The 8-byte big-endian ``hash64(enc(pk))`` that leads hashed storage keys."""
-    cdef bytes enc = _encode(pk_value, pk_type, DEFAULT_MAX_LEN)
+    cdef bytes enc = _encode(pk_value, pk_type, _DEFAULT_MAX_LEN)
     cdef uint8_t out[8]
     _put_be64(out, tk_xxh64(<const uint8_t *>PyBytes_AS_STRING(enc), len(enc), 0))
     return PyBytes_FromStringAndSize(<const char *>out, 8)
@@ -344,23 +380,26 @@ def hash_prefix_of(pk_value, pk_type):
 
 def storage_key(bint hashed, pk_value, pk_type, sk_value=None, sk_type=None):
     """The storage key of an item (SPEC §3); without ``sk_value`` the partition key's prefix."""
-    cdef bytes pk = _encode(pk_value, pk_type, DEFAULT_MAX_LEN)
-    cdef bytes sk = b""
-    cdef bytes out
-    cdef uint8_t *p
-    cdef Py_ssize_t off = 0
+    return _storage_key(hashed, pk_value, pk_type, sk_value, sk_type)
+
+
+cdef bytes _storage_key(bint hashed, object pk_value, object pk_type, object sk_value,
+                        object sk_type):
+    # Built in place, one allocation: [hash64(enc(pk)) if hashed] enc(pk) [enc(sk)].
+    cdef uint8_t out[_STORAGE_KEY_ROOM]
+    cdef Py_ssize_t start = 8 if hashed else 0, pk_len, sk_len = 0
+    pk_len = _encode_into(out + start, pk_value, pk_type, _DEFAULT_MAX_LEN)
     if sk_value is not None:
         if sk_type is None:
             raise ValueError("a sort key value was given without its sort key type")
-        sk = _encode(sk_value, sk_type, SORT_KEY_MAX_LEN)
-    if not hashed:
-        return pk + sk
-    out = PyBytes_FromStringAndSize(NULL, 8 + len(pk) + len(sk))
-    p = <uint8_t *>PyBytes_AS_STRING(out)
-    _put_be64(p, tk_xxh64(<const uint8_t *>PyBytes_AS_STRING(pk), len(pk), 0))
-    memcpy(p + 8, PyBytes_AS_STRING(pk), len(pk))
-    memcpy(p + 8 + len(pk), PyBytes_AS_STRING(sk), len(sk))
-    return out
+        sk_len = _encode_into(out + start + pk_len, sk_value, sk_type, _SORT_KEY_MAX_LEN)
+    if hashed:
+        _put_be64(out, tk_xxh64(out + 8, pk_len, 0))
+    return PyBytes_FromStringAndSize(<const char *>out, start + pk_len + sk_len)
+
+
+# ``_storage_key`` for the routing of puts and point reads, see _native/capi.pxd.
+_C_STORAGE_KEY = PyCapsule_New(<void *>_storage_key, STORAGE_KEY_CAPSULE, NULL)
 
 
 def split_storage_key(key, bint hashed):

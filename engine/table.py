@@ -7,13 +7,12 @@ repartitioning (SPEC §10) never shows a reader half of a change.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Any
 
-from . import _batchroute, _itemcodec
+from . import _batchroute, _itemcodec, _reads
 from .errors import ValidationException
 from .keys import KeySchema
 from .partition import OP_DELETE, OP_PUT, Partition, PartitionRetired
@@ -94,15 +93,17 @@ class Table:
     ) -> None:
         self.name = name
         self.schema = schema
-        self._routing: tuple[PartitionMap, list[Partition]] = (
-            partition_map,
-            [partitions[interval.partition_id] for interval in partition_map],
-        )
+        self.swap_routing(partition_map, partitions)
 
     # ------------------------------------------------------------------ routing
     @property
     def key_schema(self) -> list[tuple[str, str]]:
         return [tuple(pair) for pair in self.schema.to_json()]
+
+    @property
+    def _routing(self) -> tuple[PartitionMap, list[Partition]]:
+        """The partition map and its open partitions, in map order: one snapshot."""
+        return self._reader.routing
 
     @property
     def partition_map(self) -> PartitionMap:
@@ -113,8 +114,13 @@ class Table:
         return list(self._routing[1])
 
     def swap_routing(self, partition_map: PartitionMap, partitions: dict[str, Partition]) -> None:
-        """Switch to a new, validated map in one step (repartitioning)."""
-        self._routing = (partition_map, [partitions[i.partition_id] for i in partition_map])
+        """Switch to a new, validated map in one step (repartitioning).
+
+        The routing state lives in the point reader built for it, so readers and writers
+        see the old state or the new one, never a mix.
+        """
+        routing = (partition_map, [partitions[i.partition_id] for i in partition_map])
+        self._reader = _reads.PointReader(routing, self.schema, self.schema.key_of, _projection)
 
     def _partition_for(self, storage_key: bytes) -> Partition:
         pmap, partitions = self._routing
@@ -152,20 +158,12 @@ class Table:
             return decode_item(old_raw)
         return None
 
-    def get_item(self, key: dict, projection: Iterable[str] | None = None) -> dict | None:
-        pmap, partitions = self._routing
-        schema = self.schema
-        routed = _batchroute.route_key(key, schema.hashed, schema.partition_name,
-                                       schema.partition_type, schema.sort_name,
-                                       schema.sort_type, pmap.starts)
-        if routed is None:  # not a plain, valid key: the checked path raises the right error
-            storage_key = schema.key_of(key)
-            routed = bisect_right(pmap.starts, storage_key) - 1, storage_key
-        index, storage_key = routed
-        raw = partitions[index].get(storage_key)
-        if raw is None:
-            return None
-        return _itemcodec.decode_item(raw, None if projection is None else _projection(projection))
+    #: ``get_item(key, projection=None) -> dict | None``: the item with ``key`` or None.
+    #: Native (engine._reads), bound as a method: routing, one read transaction and the
+    #: decoding run without a Python frame (point reads are the hottest path). A key it
+    #: cannot route natively goes through ``schema.key_of``, which raises the precise
+    #: error; the projection is validated when the item exists.
+    get_item = _reads.get_item
 
     def delete_item(
         self, key: dict, condition: Sequence | None = None, return_values: str = "NONE"

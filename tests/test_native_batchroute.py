@@ -99,25 +99,3 @@ def test_batch_write_still_names_the_bad_item(engine):
     assert list(table.iter_items()) == []  # nothing written by any refused batch
     table.batch_write(puts=good)
     assert len(list(table.iter_items())) == 50
-
-
-@given(pk=st.text(min_size=1, max_size=30), sk=st.integers(-10**30, 10**30),
-       hashed=st.booleans(), partitions=st.integers(1, 9))
-def test_route_key_like_the_python_path(pk, sk, hashed, partitions):
-    sch = schema(hashed, with_sort=True)
-    starts = hash_boundaries(partitions) if hashed else [b""]
-    key = {"pk": pk, "sk": sk}
-    storage_key = sch.key_of(key)
-    assert _batchroute.route_key(key, hashed, "pk", "S", "sk", "N", starts) == (
-        bisect_right(starts, storage_key) - 1, storage_key)
-
-
-@pytest.mark.parametrize("key", [
-    {"pk": "a"}, {"pk": "a", "sk": 1, "extra": 2}, {"sk": 1}, {"pk": "", "sk": 1},
-    {"pk": "a", "sk": None}, {"pk": "a", "sk": 1.5}, {"pk": 3, "sk": 1}, ["pk", "sk"],
-])
-def test_route_key_hands_bad_keys_back(key, engine):
-    assert _batchroute.route_key(key, True, "pk", "S", "sk", "N", hash_boundaries(4)) is None
-    engine.create_table("Keys", partition_key=("pk", "S"), sort_key=("sk", "N"))
-    with pytest.raises(ValidationException):
-        engine.table("Keys").get_item(key)

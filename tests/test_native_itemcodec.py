@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 from decimal import Decimal
 
 import pytest
@@ -257,3 +258,61 @@ def test_unknown_format_version():
 def test_public_names():
     assert callable(ic.encode_item) and callable(ic.decode_item)
     assert ic.FORMAT_VERSION == 1 and ic.MAX_DEPTH == 32
+
+
+# ---------------------------------------------------------------------------- name caches
+# Decoding keeps attribute names in two caches (by top-level position, and by hash) and
+# compares a name against a cached one a word at a time. Items of changing shapes, names
+# that differ only in their last byte (inside and past the first 8), names at the very end
+# of an item (fewer than 8 bytes left to read) and names the caches do not keep (non-ASCII,
+# over 64 bytes) must all decode exactly.
+
+CACHE_NAMES = [
+    "a", "b", "ab", "abcdefg", "abcdefgh", "abcdefgi", "abcdefghi", "abcdefghj",
+    "abcdefghijklmnop", "abcdefghijklmnoq", "x" * 64, "x" * 65, "y" * 300, "é", "nämé", "ñ" * 9,
+]
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(CACHE_NAMES),
+                                st.one_of(st.none(), st.booleans(), st.integers(), texts),
+                                max_size=8),
+                min_size=1, max_size=30))
+def test_names_decode_exactly_whatever_the_caches_hold(items_in_order):
+    for item in items_in_order:
+        raw = ic.encode_item(item)
+        assert ic.decode_item(raw) == normalized(item)
+        nested = {"m": item, "l": [item]}
+        assert ic.decode_item(ic.encode_item(nested)) == normalized(nested)
+
+
+def test_decoded_names_are_interned():
+    item = ic.decode_item(ic.encode_item({"attribute_name": 1, "other": 2}))
+    assert [name is sys.intern(name) for name in item] == [True, True]
+
+
+# ---------------------------------------------------------------------------- numbers
+# Positive integers of up to 18 digits decode on a fast path straight from the digit
+# pairs; everything else (and every malformed body) on the general one.
+
+@pytest.mark.parametrize("value", [
+    0, 1, 9, 10, 11, 99, 100, 101, 120, 1000, 10**9, 123 * 10**15, 10**17, 10**18 - 1,
+    10**18, 10**18 + 1, 10**19, 10**38 - 1, -1, -(10**18), Decimal("1.5"), Decimal("1E+20"),
+])
+def test_number_decoding_at_the_fast_path_edges(value):
+    assert ic.decode_item(ic.encode_item({"n": value})) == {"n": value}
+
+
+@given(body=st.binary(min_size=1, max_size=24))
+def test_any_number_body_decodes_canonically_or_raises_value_error(body):
+    # item := version | 1 attribute | name "n" | tag N | body
+    raw = bytes([1, 1, 1, ord("n"), 0x03]) + body
+    try:
+        value = ic.decode_item(raw)["n"]
+    except ValueError:
+        return
+    assert ref.number_body(value) == body
+
+
+@given(st.integers(1, 10**18), st.integers(0, 20))
+def test_integers_with_trailing_zeros(value, zeros):
+    assert ic.decode_item(ic.encode_item({"n": value * 10**zeros})) == {"n": value * 10**zeros}

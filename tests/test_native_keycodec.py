@@ -378,3 +378,16 @@ def test_public_names():
         "hash_prefix_of",
     ):
         assert callable(getattr(kc, name)), name
+
+
+@pytest.mark.parametrize("hashed", [True, False])
+def test_storage_key_at_the_worst_case_length(hashed):
+    # Every byte escaped, both parts at their limits: the longest storage key there is,
+    # built in place (one buffer, no intermediate bytes).
+    pk, sk = b"\x00" * 2048, b"\x00" * 1024
+    key = kc.storage_key(hashed, pk, "B", sk, "B")
+    enc_pk, enc_sk = ref.encode_key(pk, "B"), ref.encode_key(sk, "B")
+    prefix = kc.hash64(enc_pk).to_bytes(8, "big") if hashed else b""
+    assert key == prefix + enc_pk + enc_sk
+    assert len(key) == len(prefix) + (3 + 2 * 2048) + (3 + 2 * 1024)
+    assert kc.split_storage_key(key, hashed) == (pk, sk)
