@@ -1,5 +1,6 @@
 """On-demand backups (SPEC §6–7) against a real engine and a LocalStore."""
 
+import os
 import threading
 import time
 
@@ -162,3 +163,14 @@ def test_catalog_survives_restart(tmp_path):
         engine.wait_for_backup(backup_id)
     with Engine.open(tmp_path / "d") as engine:
         assert engine.describe_backup(backup_id)["status"] == "AVAILABLE"
+
+
+def test_default_zstd_threads_fill_the_cores_without_oversubscribing():
+    from engine.backup.manager import default_zstd_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_zstd_threads(1) == cores
+    for parallelism in range(1, 2 * cores + 2):
+        threads = default_zstd_threads(parallelism)
+        assert threads >= 1
+        assert threads * parallelism <= max(cores, parallelism)

@@ -11,6 +11,7 @@ whose record did not is marked AVAILABLE; one whose table is gone is marked FAIL
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
@@ -41,6 +42,16 @@ DEFAULT_MAX_IN_FLIGHT = 4
 DEFAULT_PARALLELISM = 2
 
 
+def default_zstd_threads(parallelism: int) -> int:
+    """zstd workers per partition so that ``parallelism`` partitions fill the cores.
+
+    More workers than cores only adds switching: on 2 cores, 2 partitions x 1 worker
+    backed 1 GiB up in 8.1-8.7 s, 2 x 2 workers in 9.0-10.7 s (bench/bench_backup.py).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, parallelism))
+
+
 def new_backup_id(region: str) -> str:
     """Time-ordered and unique across regions: ``<ms since epoch>-<random>-<region>``."""
     return f"{int(time.time() * 1000):014d}-{secrets.token_hex(4)}-{region}"
@@ -57,7 +68,7 @@ class BackupManager:
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         parallelism: int = DEFAULT_PARALLELISM,
         compression_level: int = 3,
-        threads_per_partition: int = 2,
+        threads_per_partition: int | None = None,
         nice: int = DEFAULT_BACKGROUND_NICE,
     ) -> None:
         self.engine = engine
@@ -67,7 +78,8 @@ class BackupManager:
         self.max_in_flight = max_in_flight
         self.parallelism = parallelism
         self.compression_level = compression_level
-        self.threads_per_partition = threads_per_partition
+        self.threads_per_partition = (default_zstd_threads(parallelism)
+                                      if threads_per_partition is None else threads_per_partition)
         self.work_root = engine.path / "backup-work"
         self._lock = threading.RLock()
         self._runs: dict[str, BackupRun] = {}
