@@ -36,7 +36,7 @@ from typing import Any
 
 import lmdb
 
-from . import _walframe
+from . import _reads, _walframe
 from .errors import CorruptionError, LimitExceededException
 from .wal import DEFAULT_SEGMENT_BYTES, WriteAheadLog
 
@@ -236,6 +236,8 @@ class Partition:
             self.env, self.items_db, self.meta_db, self.wal.recover(applied), source=self.name
         )
         self.applied_lsn = max(applied, replayed)
+        # Point reads reuse a read transaction per thread until the next commit.
+        self.read_cache = _reads.ReadCache(self.env, self.items_db)
 
     # ------------------------------------------------------------------ writes
     def write(self, plan: Callable[[Callable[[bytes], bytes | None]], tuple[list[Op], Any]]) -> Any:
@@ -279,6 +281,7 @@ class Partition:
                 rollovers = self.wal.rollovers
                 self.wal.append(_walframe.encode_ops(ops))
                 txn.commit()
+                self.read_cache.committed()  # cached read snapshots are stale now
             except lmdb.MapFullError as err:
                 txn.abort()
                 raise LimitExceededException(
@@ -315,11 +318,8 @@ class Partition:
 
     # ------------------------------------------------------------------ reads
     def get(self, key: bytes) -> bytes | None:
-        txn = self.env.begin(db=self.items_db)
-        try:
-            return txn.get(key)
-        finally:
-            txn.abort()
+        """The latest committed value under ``key`` (see ``engine._reads.ReadCache``)."""
+        return self.read_cache.get(key)
 
     def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
         with self.env.begin(db=self.items_db) as txn:
@@ -435,6 +435,7 @@ class Partition:
             floor = min([self.applied_lsn, *self._holds.values()])
             self.wal.close()
             self.wal.remove_segments_through(floor)
+            self.read_cache.close()
             self.env.close()
 
 
