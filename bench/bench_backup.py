@@ -208,13 +208,17 @@ def largest_object(bench) -> tuple[Path, int, int]:
     return path, largest.size, bench.store.head(largest.key).crc32c
 
 
-@pytest.fixture(scope="module")
-def s3(rclone):
+def _s3_store(rclone, **options):
     from engine.store.s3 import S3Store
 
-    store = S3Store("bench", "store", endpoint_url=rclone.endpoint_url,
-                    aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                    part_size_bytes=PART_SIZE_BYTES, max_concurrency=CONCURRENCY)
+    return S3Store("bench", "store", endpoint_url=rclone.endpoint_url,
+                   aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                   part_size_bytes=PART_SIZE_BYTES, max_concurrency=CONCURRENCY, **options)
+
+
+@pytest.fixture(scope="module")
+def s3(rclone):
+    store = _s3_store(rclone)
     yield store
     store.close()
 
@@ -232,13 +236,8 @@ def test_s3store_put_file(benchmark, s3, largest_object):
 @pytest.mark.benchmark(group=GROUP + "-upload")
 def test_s3store_put_file_crc32c_only(benchmark, rclone, largest_object):
     """``part_content_md5=False`` (for AWS S3, which validates the parts' CRC32C itself)."""
-    from engine.store.s3 import S3Store
-
     path, size, crc = largest_object
-    store = S3Store("bench", "store", endpoint_url=rclone.endpoint_url,
-                    aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                    part_size_bytes=PART_SIZE_BYTES, max_concurrency=CONCURRENCY,
-                    part_content_md5=False)
+    store = _s3_store(rclone, part_content_md5=False)
     try:
         benchmark.pedantic(store.put_file, args=("obj", path),
                            kwargs={"size": size, "crc32c": crc},

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ValidationException
 from .partition import APPLIED_LSN_KEY, Partition, apply_records, open_environment
 from .partition_map import PartitionInterval, PartitionMap
-from .volumes import writable_volume
+from .volumes import fsync_dir, writable_volume
 from .wal_tail import WalTail
 
 if TYPE_CHECKING:
@@ -69,13 +69,6 @@ def _crash_point(point: str) -> None:
     if os.environ.get(CRASH_POINT_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------- directories
@@ -403,8 +396,8 @@ class Repartitioner:
                     sync=record["sync"], map_size=engine.map_size_bytes,
                     segment_bytes=engine.wal_segment_bytes,
                 ))
-                _fsync_dir(new.directory)
-                _fsync_dir(new.directory.parent)
+                fsync_dir(new.directory)
+                fsync_dir(new.directory.parent)
             new_map = self._new_map(table.partition_map, old_ids, [n.interval for n in builds])
             _crash_point("before_commit")
             old_dirs = [str(p.directory) for p in old_partitions]

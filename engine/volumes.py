@@ -1,4 +1,5 @@
-"""Directories (volumes) that partitions and replicas are placed in."""
+"""Directories (volumes) that partitions and replicas are placed in, and making their
+entries durable."""
 
 from __future__ import annotations
 
@@ -25,3 +26,12 @@ def writable_volume(volume_dir: str | os.PathLike[str], what: str) -> Path:
             f"cannot {what} in {volume}: the directory is not writable ({err.strerror or err})"
         ) from err
     return volume
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """fsync a directory, so the creations, renames and unlinks in it survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

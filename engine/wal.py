@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import _walframe
 from .errors import CorruptionError, ValidationException
+from .volumes import fsync_dir
 
 SYNC_POLICIES = ("always", "batch", "none")
 SEGMENT_SUFFIX = ".wal"
@@ -38,13 +39,6 @@ DEFAULT_SEGMENT_BYTES = 64 << 20  # 64 MiB
 def segment_name(first_lsn: int) -> str:
     return f"{first_lsn:020d}{SEGMENT_SUFFIX}"
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class WriteAheadLog:
@@ -168,7 +162,7 @@ class WriteAheadLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._segment_first_lsn = first_lsn
         self._segment_offset = 0
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     # ------------------------------------------------------------------ append / sync
     def append(self, payload: bytes) -> int:
@@ -295,7 +289,7 @@ class WriteAheadLog:
         if removed:
             remaining = self.segments()
             self.first_lsn = remaining[0][0] if remaining else 0
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         return removed
 
     def close(self) -> None:

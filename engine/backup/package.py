@@ -35,6 +35,7 @@ import google_crc32c
 import zstandard
 
 from ..errors import CorruptionError, ValidationException
+from ..volumes import fsync_dir
 from . import tar_stream
 from .checksums import CrcCountingWriter
 from .logical import logical_checksum, open_readonly, read_applied_lsn
@@ -199,7 +200,7 @@ def package_partition_to_file(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     if corrupt_packaged_object_hook is not None:
         corrupt_packaged_object_hook(path)
     return result
@@ -211,11 +212,3 @@ def _crc_file(data_file: BinaryIO) -> tuple[int, int]:
         crc = google_crc32c.extend(crc, chunk)
         size += len(chunk)
     return size, crc
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

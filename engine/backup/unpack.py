@@ -29,6 +29,7 @@ import google_crc32c
 import zstandard
 
 from ..errors import CorruptionError, ValidationException
+from ..volumes import fsync_dir
 from . import tar_stream
 from .manifest import PartitionManifest, crc32c_hex
 from .package import DATA_MEMBER, MANIFEST_MEMBER
@@ -316,8 +317,4 @@ class _Extraction:
         os.rename(partial_path, data_path)
         self.outputs[self.outputs.index(partial_path)] = data_path
         if self.fsync:
-            fd = os.open(self.dest_dir, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_dir(self.dest_dir)

@@ -434,17 +434,7 @@ class S3Store(ObjectStore):
         crc32c: int,
         progress: ProgressCallback | None,
     ) -> ObjectInfo:
-        created = self._call(
-            f"CreateMultipartUpload for {self._where(key)}",
-            key,
-            lambda: self._client.create_multipart_upload(
-                Bucket=self._bucket,
-                Key=full_key,
-                ChecksumAlgorithm="CRC32C",
-                Metadata={"crc32c": format_crc32c(crc32c)},
-            ),
-        )
-        upload_id = created["UploadId"]
+        upload_id = self._create_multipart(key, full_key, crc32c)
         pool = self._pool()
         in_flight: dict[cf.Future[dict[str, Any]], int] = {}
         completed: dict[int, dict[str, Any]] = {}
@@ -542,6 +532,23 @@ class S3Store(ObjectStore):
             if progress is not None:
                 progress(part_bytes)
 
+    def _create_multipart(self, key: str, full_key: str, crc32c: int) -> str:
+        """Start a multipart upload with CRC32C part checksums; returns its UploadId.
+
+        The whole-object CRC32C goes in the metadata now: S3 cannot add it later.
+        """
+        created = self._call(
+            f"CreateMultipartUpload for {self._where(key)}",
+            key,
+            lambda: self._client.create_multipart_upload(
+                Bucket=self._bucket,
+                Key=full_key,
+                ChecksumAlgorithm="CRC32C",
+                Metadata={"crc32c": format_crc32c(crc32c)},
+            ),
+        )
+        return created["UploadId"]
+
     def _upload_part(
         self, key: str, full_key: str, upload_id: str, part_number: int, data: bytes, what: str
     ) -> dict[str, Any]:
@@ -599,17 +606,7 @@ class S3Store(ObjectStore):
                 f"put {self._where(key)}: {os.fspath(path)} holds {total} bytes but size={size} "
                 "was declared; nothing was stored"
             )
-        created = self._call(
-            f"CreateMultipartUpload for {self._where(key)}",
-            key,
-            lambda: self._client.create_multipart_upload(
-                Bucket=self._bucket,
-                Key=full_key,
-                ChecksumAlgorithm="CRC32C",
-                Metadata={"crc32c": format_crc32c(crc32c)},
-            ),
-        )
-        upload_id = created["UploadId"]
+        upload_id = self._create_multipart(key, full_key, crc32c)
         ranges = [(offset, min(part_size, total - offset)) for offset in range(0, total, part_size)]
         in_flight: dict[cf.Future[dict[str, Any]], int] = {}
         fd = os.open(path, os.O_RDONLY)
