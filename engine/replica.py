@@ -205,14 +205,16 @@ class ReplicaSnapshot:
         finally:
             partition.release_wal(first_hold)
 
-    def export_copy(self, dest: Path, *, target_lsn: int, snapshot=None) -> int:
+    def export_copy(self, dest: Path, *, target_lsn: int, snapshot=None,
+                    clear_page_gaps: bool = False) -> int:
         partition = self.replica.partition
         if self.txn is None or self.lsn > target_lsn:
             # Released, or (never by construction) past the target: use the primary.
-            return partition.export_copy(dest, target_lsn=target_lsn, snapshot=snapshot)
+            return partition.export_copy(dest, target_lsn=target_lsn, snapshot=snapshot,
+                                         clear_page_gaps=clear_page_gaps)
         return copy_and_catch_up(self.replica.env, self.txn, dest, wal=partition.wal,
                                  target_lsn=target_lsn, map_size=partition.map_size,
-                                 name=partition.name)
+                                 name=partition.name, clear_page_gaps=clear_page_gaps)
 
     def release(self) -> None:
         if self.txn is not None:

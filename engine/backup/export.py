@@ -84,7 +84,8 @@ def export_partition(
             progress.phase = "exporting"
             export_dir = attempt_dir / "env"
             reached = (source or partition).export_copy(
-                export_dir, target_lsn=template.backup_lsn, snapshot=snapshot
+                export_dir, target_lsn=template.backup_lsn, snapshot=snapshot,
+                clear_page_gaps=True,  # ~1/3 smaller objects, ~1/4 less zstd CPU
             )
             if reached != template.backup_lsn:
                 raise CorruptionError(
