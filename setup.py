@@ -11,16 +11,15 @@ from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
 
-#: Extra C sources and flags per module. ``logicalsum`` links the vendored LMDB
-#: (_native/lmdb/README.md) with hidden symbols, so it never meets py-lmdb's copy; its
-#: warnings are upstream's and silenced (-w).
-NATIVE_EXTRAS = {
-    "logicalsum": {
-        "sources": ["_native/lmdb/mdb.c", "_native/lmdb/midl.c"],
-        "include_dirs": ["_native/lmdb"],
-        "extra_compile_args": ["-fvisibility=hidden", "-w"],
-    },
+#: Extra C sources and flags per module. ``logicalsum`` and ``rangecopy`` link the
+#: vendored LMDB (_native/lmdb/README.md) with hidden symbols, so it never meets py-lmdb's
+#: copy; its warnings are upstream's and silenced (-w).
+VENDORED_LMDB = {
+    "sources": ["_native/lmdb/mdb.c", "_native/lmdb/midl.c"],
+    "include_dirs": ["_native/lmdb"],
+    "extra_compile_args": ["-fvisibility=hidden", "-w"],
 }
+NATIVE_EXTRAS = {"logicalsum": VENDORED_LMDB, "rangecopy": VENDORED_LMDB}
 
 extensions = [
     Extension(

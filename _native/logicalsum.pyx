@@ -17,36 +17,30 @@ import os
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 
-
-cdef extern from "lmdb.h" nogil:
-    ctypedef struct MDB_env:
-        pass
-    ctypedef struct MDB_txn:
-        pass
-    ctypedef struct MDB_cursor:
-        pass
-    ctypedef unsigned int MDB_dbi
-    ctypedef struct MDB_val:
-        size_t mv_size
-        void *mv_data
-    ctypedef enum MDB_cursor_op:
-        MDB_FIRST
-        MDB_NEXT
-    enum:
-        MDB_RDONLY
-        MDB_NOLOCK
-        MDB_NOTFOUND
-    int mdb_env_create(MDB_env **env)
-    int mdb_env_set_maxdbs(MDB_env *env, MDB_dbi dbs)
-    int mdb_env_open(MDB_env *env, const char *path, unsigned int flags, unsigned int mode)
-    void mdb_env_close(MDB_env *env)
-    int mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags, MDB_txn **txn)
-    void mdb_txn_abort(MDB_txn *txn)
-    int mdb_dbi_open(MDB_txn *txn, const char *name, unsigned int flags, MDB_dbi *dbi)
-    int mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cursor)
-    void mdb_cursor_close(MDB_cursor *cursor)
-    int mdb_cursor_get(MDB_cursor *cursor, MDB_val *key, MDB_val *data, MDB_cursor_op op)
-    char *mdb_strerror(int err)
+from lmdbapi cimport (
+    MDB_FIRST,
+    MDB_NEXT,
+    MDB_NOLOCK,
+    MDB_NOTFOUND,
+    MDB_RDONLY,
+    MDB_cursor,
+    MDB_cursor_op,
+    MDB_dbi,
+    MDB_env,
+    MDB_txn,
+    MDB_val,
+    mdb_cursor_close,
+    mdb_cursor_get,
+    mdb_cursor_open,
+    mdb_dbi_open,
+    mdb_env_close,
+    mdb_env_create,
+    mdb_env_open,
+    mdb_env_set_maxdbs,
+    mdb_strerror,
+    mdb_txn_abort,
+    mdb_txn_begin,
+)
 
 
 cdef size_t _MAX_FRAMED_BYTES = 0xFFFFFFFF  # a u32 length prefix

@@ -5,9 +5,10 @@ normal test run). ``TESSERA_BENCH_BACKUP_MIB`` sets the table size (LMDB bytes i
 4 partitions; default 256, the issue's figure is 1024). One fixed-seed table of
 JSON-like items (~3x compressible, like real items), then:
 
-* ``tessera_backup_local``   ``create_backup`` → AVAILABLE on a LocalStore: copy +
-                             catch-up, logical checksum, tar + zstd -3, verify (re-inflate,
-                             reopen, re-hash), store — 2 partitions at a time
+* ``tessera_backup_local``   ``create_backup`` → AVAILABLE on a LocalStore: copy (page
+                             free space zeroed) + catch-up, logical checksum, tar + zstd
+                             -3, verify (re-inflate, compare with the copy), store — 2
+                             partitions at a time
 * ``mdb_copy_zstd``          ``mdb_copy -c ENV | zstd -3 -T2 > file`` per partition,
                              one after another (lmdb-utils): no verification at all
 * ``writes_idle`` / ``writes_during_backup``

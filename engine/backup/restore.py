@@ -27,7 +27,6 @@ Nothing is written outside ``table_dir``.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 import queue
 import shutil
@@ -40,6 +39,8 @@ from typing import Any
 
 import lmdb
 
+from .._logicalsum import LmdbError
+from .._rangecopy import RangeCopy
 from ..errors import (
     ChecksumMismatchError,
     CorruptionError,
@@ -47,13 +48,12 @@ from ..errors import (
     ValidationException,
 )
 from ..keys import KeySchema
-from ..partition import DEFAULT_MAP_SIZE, open_environment
+from ..partition import DEFAULT_MAP_SIZE
 from ..partition_map import PartitionInterval, PartitionMap, build_map
 from ..store import ObjectStore
 from .checksums import CrcCountingReader
 from .logical import (
     _LENGTH_PREFIXES,
-    ITEMS_DB,
     logical_checksum,
     logical_checksum_of_dirs,
     open_readonly,
@@ -348,29 +348,24 @@ class RestoreJob:
 
     def _repartition(self, work: Path) -> dict[str, int]:
         sources = source_map(self.manifest)
-        # One read-only handle per source environment, shared by the writer threads.
-        source_envs = {}
-        try:
-            for interval in sources:
-                env = open_readonly(work / "src" / interval.partition_id)
-                source_envs[interval.partition_id] = (env, env.open_db(ITEMS_DB, create=False))
 
-            def build(target: PartitionInterval) -> tuple[str, int]:
-                self._check_cancel()
-                return target.partition_id, self._write_target(
-                    target, [(*source_envs[s.partition_id], s)
-                             for s in sources.intersecting(target.start, target.end)])
+        def build(target: PartitionInterval) -> tuple[str, int]:
+            self._check_cancel()
+            return target.partition_id, self._write_target(
+                target, [(work / "src" / s.partition_id, s)
+                         for s in sources.intersecting(target.start, target.end)])
 
-            with ThreadPoolExecutor(self.parallelism, thread_name_prefix="restore-split") as pool:
-                results = dict(pool.map(build, self.target_map))
-            for entry in self.manifest.partitions:  # the logical check (SPEC §8), cheap part
-                applied_lsn = read_applied_lsn(source_envs[entry.partition_id][0])
-                if applied_lsn != entry.backup_lsn:
-                    raise self._fail(entry, f"imported data is at applied_lsn {applied_lsn}, "
-                                     f"the manifest says backup_lsn {entry.backup_lsn}")
-        finally:
-            for env, _ in source_envs.values():
+        with ThreadPoolExecutor(self.parallelism, thread_name_prefix="restore-split") as pool:
+            results = dict(pool.map(build, self.target_map))
+        for entry in self.manifest.partitions:  # the logical check (SPEC §8), cheap part
+            env = open_readonly(work / "src" / entry.partition_id)
+            try:
+                applied_lsn = read_applied_lsn(env)
+            finally:
                 env.close()
+            if applied_lsn != entry.backup_lsn:
+                raise self._fail(entry, f"imported data is at applied_lsn {applied_lsn}, "
+                                 f"the manifest says backup_lsn {entry.backup_lsn}")
         # Both digests walk closed environments in C without the GIL: side by side.
         each: list[tuple[int, str]] = []
         with ThreadPoolExecutor(2, thread_name_prefix="restore-digest") as pool:
@@ -395,38 +390,34 @@ class RestoreJob:
         return results
 
     def _write_target(self, target: PartitionInterval,
-                      sources: list[tuple[lmdb.Environment, Any, PartitionInterval]]) -> int:
-        """Write the target's items from the intersecting sources; returns how many."""
-        env, items_db, _ = open_environment(self.table_dir / target.partition_id / "lmdb",
-                                            map_size=self.map_size)
+                      sources: list[tuple[Path, PartitionInterval]]) -> int:
+        """Write the target's items from the intersecting sources; returns how many.
+
+        In C without the GIL (``engine._rangecopy``), one write transaction per
+        ``ITEMS_PER_TXN`` items, checking for cancellation between them.
+        """
+        directory = self.table_dir / target.partition_id / "lmdb"
+        directory.mkdir(parents=True)
+        copier = RangeCopy(directory, self.map_size)
         written = 0
         try:
-            for source_env, source_db, source in sources:
-                with source_env.begin(db=source_db, buffers=False) as read_txn:
-                    cursor = read_txn.cursor()
-                    if not cursor.set_range(target.start):
-                        continue
-                    in_range = cursor.iternext(keys=True, values=True)
-                    # Bound the scan only when the source reaches past the target: merges
-                    # (the common case) then copy with no per-item Python step at all.
-                    if target.end is not None and (source.end is None or source.end > target.end):
-                        in_range = _take_below(in_range, target.end)
-                    while True:
-                        self._check_cancel()
-                        with env.begin(write=True, db=items_db) as txn:
-                            consumed, _ = txn.cursor().putmulti(
-                                itertools.islice(in_range, ITEMS_PER_TXN), append=True)
-                        written += consumed
-                        if consumed < ITEMS_PER_TXN:
-                            break
-            env.sync(True)
+            for source_dir, source in sources:
+                # Bound the range only where the source reaches past the target.
+                reaches_past = target.end is not None and (source.end is None
+                                                           or source.end > target.end)
+                copier.open_source(source_dir, target.start,
+                                   target.end if reaches_past else None)
+                while True:
+                    self._check_cancel()
+                    consumed = copier.step(ITEMS_PER_TXN)
+                    written += consumed
+                    if consumed < ITEMS_PER_TXN:
+                        break
+            copier.finish()
             return written
+        except LmdbError as err:
+            raise CorruptionError(f"restore of backup {self.manifest.backup_id}: writing "
+                                  f"partition {target.partition_id} failed: {err}",
+                                  partition=target.partition_id, path=str(directory)) from err
         finally:
-            env.close()
-
-
-def _take_below(pairs, end: bytes | None):
-    for key, value in pairs:
-        if end is not None and key >= end:
-            return
-        yield key, value
+            copier.close()
