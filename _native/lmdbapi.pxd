@@ -43,3 +43,60 @@ cdef extern from "lmdb.h" nogil:
     int mdb_cursor_get(MDB_cursor *cursor, MDB_val *key, MDB_val *data, MDB_cursor_op op)
     int mdb_cursor_put(MDB_cursor *cursor, MDB_val *key, MDB_val *data, unsigned int flags)
     char *mdb_strerror(int err)
+
+
+cdef inline int open_env(MDB_env **env, const char *path, unsigned int flags,
+                         size_t map_size) noexcept nogil:
+    """Create and open ``*env`` (4 named databases; ``map_size`` 0 keeps LMDB's default).
+
+    Returns LMDB's status; on failure ``*env`` is closed again and NULL.
+    """
+    cdef int rc = mdb_env_create(env)
+    if rc:
+        env[0] = NULL
+        return rc
+    rc = mdb_env_set_maxdbs(env[0], 4)
+    if not rc and map_size:
+        rc = mdb_env_set_mapsize(env[0], map_size)
+    if not rc:
+        rc = mdb_env_open(env[0], path, flags, 0o644)
+    if rc:
+        mdb_env_close(env[0])
+        env[0] = NULL
+    return rc
+
+
+cdef inline void close_reader(MDB_cursor **cursor, MDB_txn **txn,
+                              MDB_env **env) noexcept nogil:
+    """Close whichever of a read cursor, its transaction and its environment are open."""
+    if cursor[0] != NULL:
+        mdb_cursor_close(cursor[0])
+        cursor[0] = NULL
+    if txn[0] != NULL:
+        mdb_txn_abort(txn[0])
+        txn[0] = NULL
+    if env[0] != NULL:
+        mdb_env_close(env[0])
+        env[0] = NULL
+
+
+cdef inline int open_items_reader(const char *path, MDB_env **env, MDB_txn **txn,
+                                  MDB_cursor **cursor, bint *no_items) noexcept nogil:
+    """Open a closed environment read-only (``MDB_NOLOCK``) with a cursor on ``items``.
+
+    Returns LMDB's status (``*no_items`` set if the database does not exist); on failure
+    everything opened is closed again.
+    """
+    cdef MDB_dbi dbi
+    no_items[0] = False
+    cdef int rc = open_env(env, path, MDB_RDONLY | MDB_NOLOCK, 0)
+    if not rc:
+        rc = mdb_txn_begin(env[0], NULL, MDB_RDONLY, txn)
+    if not rc:
+        rc = mdb_dbi_open(txn[0], "items", 0, &dbi)
+        no_items[0] = rc == MDB_NOTFOUND
+    if not rc:
+        rc = mdb_cursor_open(txn[0], dbi, cursor)
+    if rc:
+        close_reader(cursor, txn, env)
+    return rc

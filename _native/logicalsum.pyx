@@ -20,26 +20,16 @@ from libc.string cimport memcpy
 from lmdbapi cimport (
     MDB_FIRST,
     MDB_NEXT,
-    MDB_NOLOCK,
     MDB_NOTFOUND,
-    MDB_RDONLY,
     MDB_cursor,
     MDB_cursor_op,
-    MDB_dbi,
     MDB_env,
     MDB_txn,
     MDB_val,
-    mdb_cursor_close,
+    close_reader,
     mdb_cursor_get,
-    mdb_cursor_open,
-    mdb_dbi_open,
-    mdb_env_close,
-    mdb_env_create,
-    mdb_env_open,
-    mdb_env_set_maxdbs,
     mdb_strerror,
-    mdb_txn_abort,
-    mdb_txn_begin,
+    open_items_reader,
 )
 
 
@@ -77,27 +67,14 @@ cdef class ItemFramer:
         self.path = os.fsdecode(os.fspath(path))
         cdef bytes encoded = os.fsencode(self.path)
         cdef const char *c_path = encoded
-        cdef MDB_dbi dbi
-        cdef int rc = mdb_env_create(&self._env)
-        if rc:
-            self._env = NULL
-            self._raise("mdb_env_create", rc)
-        rc = mdb_env_set_maxdbs(self._env, 4)
-        if not rc:
-            with nogil:
-                rc = mdb_env_open(self._env, c_path, MDB_RDONLY | MDB_NOLOCK, 0o644)
-        if not rc:
-            rc = mdb_txn_begin(self._env, NULL, MDB_RDONLY, &self._txn)
+        cdef bint no_items
+        cdef int rc
+        with nogil:
+            rc = open_items_reader(c_path, &self._env, &self._txn, &self._cursor, &no_items)
+        if no_items:
+            raise NoItemsDatabase(f"{self.path}: the environment has no 'items' database")
         if rc:
             self._raise("opening the environment", rc)
-        rc = mdb_dbi_open(self._txn, b"items", 0, &dbi)
-        if rc == MDB_NOTFOUND:
-            self.close()
-            raise NoItemsDatabase(f"{self.path}: the environment has no 'items' database")
-        if not rc:
-            rc = mdb_cursor_open(self._txn, dbi, &self._cursor)
-        if rc:
-            self._raise("opening the items database", rc)
 
     cdef _raise(self, what, int rc):
         reason = mdb_strerror(rc).decode("utf-8", "replace")
@@ -164,15 +141,7 @@ cdef class ItemFramer:
 
     def close(self):
         """Idempotent."""
-        if self._cursor is not NULL:
-            mdb_cursor_close(self._cursor)
-            self._cursor = NULL
-        if self._txn is not NULL:
-            mdb_txn_abort(self._txn)
-            self._txn = NULL
-        if self._env is not NULL:
-            mdb_env_close(self._env)
-            self._env = NULL
+        close_reader(&self._cursor, &self._txn, &self._env)
 
     def __dealloc__(self):
         self.close()

@@ -20,14 +20,13 @@ from libc.string cimport memcmp
 from lmdbapi cimport (
     MDB_APPEND,
     MDB_CREATE,
-    MDB_MAP_FULL,
     MDB_FIRST,
+    MDB_MAP_FULL,
     MDB_NEXT,
     MDB_NOLOCK,
     MDB_NOMETASYNC,
     MDB_NOSYNC,
     MDB_NOTFOUND,
-    MDB_RDONLY,
     MDB_SET_RANGE,
     MDB_cursor,
     MDB_cursor_op,
@@ -35,27 +34,22 @@ from lmdbapi cimport (
     MDB_env,
     MDB_txn,
     MDB_val,
-    mdb_cursor_close,
+    close_reader,
     mdb_cursor_get,
     mdb_cursor_open,
     mdb_cursor_put,
     mdb_dbi_open,
     mdb_env_close,
-    mdb_env_create,
-    mdb_env_open,
-    mdb_env_set_mapsize,
-    mdb_env_set_maxdbs,
     mdb_env_sync,
     mdb_strerror,
     mdb_txn_abort,
     mdb_txn_begin,
     mdb_txn_commit,
+    open_env,
+    open_items_reader,
 )
 
 from engine._logicalsum import LmdbError
-
-DEF MAX_DBS = 4
-
 
 cdef inline int _key_cmp(const MDB_val *a, const MDB_val *b) noexcept nogil:
     """LMDB's default key order (``mdb_cmp_memn``): bytewise, then the shorter first."""
@@ -91,17 +85,10 @@ cdef class RangeCopy:
         cdef const char *c_path = encoded
         cdef MDB_txn *txn = NULL
         cdef MDB_dbi meta
-        cdef int rc = mdb_env_create(&self._target)
-        if rc:
-            self._target = NULL
-            self._raise(self.path, "mdb_env_create", rc)
-        rc = mdb_env_set_maxdbs(self._target, MAX_DBS)
-        if not rc:
-            rc = mdb_env_set_mapsize(self._target, map_size)
-        if not rc:
-            with nogil:
-                rc = mdb_env_open(self._target, c_path,
-                                  MDB_NOLOCK | MDB_NOSYNC | MDB_NOMETASYNC, 0o644)
+        cdef int rc
+        with nogil:
+            rc = open_env(&self._target, c_path, MDB_NOLOCK | MDB_NOSYNC | MDB_NOMETASYNC,
+                          map_size)
         if not rc:
             rc = mdb_txn_begin(self._target, NULL, 0, &txn)
         if not rc:
@@ -130,21 +117,11 @@ cdef class RangeCopy:
         self.source_path = os.fsdecode(os.fspath(source_dir))
         cdef bytes encoded = os.fsencode(self.source_path)
         cdef const char *c_path = encoded
-        cdef MDB_dbi dbi
-        cdef int rc = mdb_env_create(&self._source)
-        if rc:
-            self._source = NULL
-            self._raise(self.source_path, "mdb_env_create", rc)
-        rc = mdb_env_set_maxdbs(self._source, MAX_DBS)
-        if not rc:
-            with nogil:
-                rc = mdb_env_open(self._source, c_path, MDB_RDONLY | MDB_NOLOCK, 0o644)
-        if not rc:
-            rc = mdb_txn_begin(self._source, NULL, MDB_RDONLY, &self._source_txn)
-        if not rc:
-            rc = mdb_dbi_open(self._source_txn, b"items", 0, &dbi)
-        if not rc:
-            rc = mdb_cursor_open(self._source_txn, dbi, &self._source_cursor)
+        cdef bint no_items
+        cdef int rc
+        with nogil:
+            rc = open_items_reader(c_path, &self._source, &self._source_txn,
+                                   &self._source_cursor, &no_items)
         if rc:
             self._raise(self.source_path, "opening the items database", rc)
         self._start = start
@@ -214,15 +191,7 @@ cdef class RangeCopy:
             self._raise(self.path, "mdb_env_sync", rc)
 
     cdef _close_source(self):
-        if self._source_cursor is not NULL:
-            mdb_cursor_close(self._source_cursor)
-            self._source_cursor = NULL
-        if self._source_txn is not NULL:
-            mdb_txn_abort(self._source_txn)
-            self._source_txn = NULL
-        if self._source is not NULL:
-            mdb_env_close(self._source)
-            self._source = NULL
+        close_reader(&self._source_cursor, &self._source_txn, &self._source)
 
     def close(self):
         """Idempotent."""
