@@ -51,6 +51,7 @@ from ..keys import KeySchema
 from ..partition import DEFAULT_MAP_SIZE
 from ..partition_map import PartitionInterval, PartitionMap, build_map
 from ..store import ObjectStore
+from ..volumes import fsync_dir
 from .checksums import CrcCountingReader
 from .logical import (
     _LENGTH_PREFIXES,
@@ -414,6 +415,7 @@ class RestoreJob:
                     if consumed < ITEMS_PER_TXN:
                         break
             copier.finish()
+            fsync_dir(directory)  # the new data.mdb's directory entry, as unpacking does
             return written
         except LmdbError as err:
             raise CorruptionError(f"restore of backup {self.manifest.backup_id}: writing "
