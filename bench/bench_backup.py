@@ -16,7 +16,11 @@ JSON-like items (~3x compressible, like real items), then:
                              while a backup runs
 * ``s3store_put_file`` / ``boto3_upload_file``
                              the largest partition object to loopback ``rclone serve s3``,
-                             same part size (16 MiB) and concurrency (4)
+                             same part size (16 MiB) and concurrency (4). S3Store sends a
+                             CRC32C and a Content-MD5 per part (``_crc32c_only``: no MD5);
+                             boto3 is a default client (a CRC32 per part, botocore's
+                             default); ``_no_checksums``: boto3 with none at all;
+                             ``_defaults``: boto3's own TransferConfig (8 MiB, 10 threads)
 
 MB/s is table bytes (LMDB pages in use) / second (1 MB = 10^6 bytes); the last test
 prints the table and the issue's targets: backup ≥ 0.8x the pipeline, writes during a
@@ -49,7 +53,7 @@ PARTITIONS = 4
 ROUNDS = int(os.environ.get("TESSERA_BENCH_BACKUP_ROUNDS", "3"))
 GROUP = f"backup-{TARGET_MIB}MiB"
 WRITE_BATCH = 100
-PART_SIZE_BYTES = 16 << 20
+PART_SIZE_BYTES = 16 << 20  # S3Store's defaults, given to boto3 for a like-for-like row
 CONCURRENCY = 4
 RESULTS: dict[str, float] = {}
 
@@ -250,19 +254,50 @@ def test_s3store_put_file_crc32c_only(benchmark, rclone, largest_object):
     _record(benchmark, "s3store_put_file_crc32c_only", size)
 
 
-@pytest.mark.benchmark(group=GROUP + "-upload")
-def test_boto3_upload_file(benchmark, s3, largest_object):
+def _boto3_upload(benchmark, s3, largest_object, client, name: str, *,
+                  same_parts: bool = True) -> None:
     from boto3.s3.transfer import TransferConfig
 
     path, size, _ = largest_object
     transfer = TransferConfig(multipart_threshold=PART_SIZE_BYTES,
                               multipart_chunksize=PART_SIZE_BYTES,
                               max_concurrency=CONCURRENCY, use_threads=True)
-    benchmark.pedantic(s3.client.upload_file, args=(str(path), "bench", "store/obj"),
-                       kwargs={"Config": transfer}, setup=lambda: s3.delete("obj"),
-                       rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(client.upload_file, args=(str(path), "bench", "store/obj"),
+                       kwargs={"Config": transfer} if same_parts else {},
+                       setup=lambda: s3.delete("obj"), rounds=ROUNDS, iterations=1,
+                       warmup_rounds=1)
     assert s3.head("obj").size == size
-    _record(benchmark, "boto3_upload_file", size)
+    _record(benchmark, name, size)
+
+
+def _default_boto3_client(rclone):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=rclone.endpoint_url, region_name="us-east-1",
+                        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                        config=Config(s3={"addressing_style": "path"}))
+
+
+@pytest.mark.benchmark(group=GROUP + "-upload")
+def test_boto3_upload_file(benchmark, rclone, s3, largest_object):
+    """boto3 as it comes: a default client, whose uploads carry a CRC32 per part."""
+    _boto3_upload(benchmark, s3, largest_object, _default_boto3_client(rclone),
+                  "boto3_upload_file")
+
+
+@pytest.mark.benchmark(group=GROUP + "-upload")
+def test_boto3_upload_file_defaults(benchmark, rclone, s3, largest_object):
+    """The same with boto3's own TransferConfig (8 MiB parts, 10 threads), against which
+    S3Store's defaults (16 MiB, 4 — the settings of the rows above) are compared."""
+    _boto3_upload(benchmark, s3, largest_object, _default_boto3_client(rclone),
+                  "boto3_upload_file_defaults", same_parts=False)
+
+
+@pytest.mark.benchmark(group=GROUP + "-upload")
+def test_boto3_upload_file_no_checksums(benchmark, s3, largest_object):
+    """The same through S3Store's client, configured to add no checksum of its own."""
+    _boto3_upload(benchmark, s3, largest_object, s3.client, "boto3_upload_file_no_checksums")
 
 
 def test_report(capsys, bench):
@@ -285,5 +320,10 @@ def test_report(capsys, bench):
     ratio("writes during / idle", "writes_during_backup", "writes_idle", 0.5)
     ratio("S3Store / boto3 upload", "s3store_put_file", "boto3_upload_file", 1.0)
     ratio("  same, CRC32C-only parts", "s3store_put_file_crc32c_only", "boto3_upload_file", 1.0)
+    ratio("  CRC32C-only / no checksums", "s3store_put_file_crc32c_only",
+          "boto3_upload_file_no_checksums", 1.0)
+    ratio("  each on its defaults", "s3store_put_file", "boto3_upload_file_defaults", 1.0)
+    ratio("  same, CRC32C-only parts", "s3store_put_file_crc32c_only",
+          "boto3_upload_file_defaults", 1.0)
     with capsys.disabled():
         print("\n".join(lines))
