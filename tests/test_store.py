@@ -23,7 +23,8 @@ from s3_servers import (
 
 from engine.errors import ChecksumMismatchError, ObjectNotFoundError, StoreError
 from engine.store import LocalStore, ObjectStore, open_store
-from engine.store.s3 import S3Store
+from engine.store.base import crc32c_to_base64
+from engine.store.s3 import S3Store, is_aws_endpoint
 
 MiB = 1024 * 1024
 #: Three 5 MiB parts, the last one short.
@@ -404,6 +405,61 @@ def test_parts_without_content_md5(make_s3_store, big: bytes, server: str) -> No
     info = s3.put("nomd5/obj", big)
     assert sorted(sent) == [(1, None), (2, None), (3, None)]
     assert s3.get("nomd5/obj") == big and info.crc32c == s3.head("nomd5/obj").crc32c
+
+
+@pytest.mark.parametrize("endpoint_url, aws", [
+    (None, True),
+    ("https://s3.eu-west-1.amazonaws.com", True),
+    ("https://s3.cn-north-1.amazonaws.com.cn/", True),
+    ("http://127.0.0.1:9000", False),
+    ("https://minio.example.com", False),
+    ("https://amazonaws.com.example.net", False),
+    ("https://notamazonaws.com", False),
+])
+def test_checksum_defaults_follow_the_endpoint(endpoint_url, aws: bool) -> None:
+    """AWS S3 checks the parts' CRC32C and can check the whole object's: no MD5 there.
+    Other servers get the MD5 (rclone checks only that) and no FULL_OBJECT request."""
+    store = S3Store("bucket", endpoint_url=endpoint_url, aws_access_key_id="k",
+                    aws_secret_access_key="s")
+    try:
+        assert is_aws_endpoint(endpoint_url) is aws
+        assert store.part_content_md5 is not aws and store.full_object_checksum is aws
+    finally:
+        store.close()
+    overridden = S3Store("bucket", endpoint_url=endpoint_url, part_content_md5=True,
+                         full_object_checksum=False, aws_access_key_id="k",
+                         aws_secret_access_key="s")
+    assert overridden.part_content_md5 and not overridden.full_object_checksum
+    overridden.close()
+
+
+@pytest.mark.parametrize("server", ["rclone", "moto"])
+@pytest.mark.parametrize("via", ["put", "put_file"])
+def test_full_object_checksum_requests(make_s3_store, big: bytes, server: str, via: str,
+                                       tmp_path) -> None:
+    """``full_object_checksum=True`` asks for FULL_OBJECT and completes with the whole
+    object's CRC32C (as sent on the wire, seen through botocore's own events). Neither
+    loopback server checks it (measured), so this shows the requests, not AWS's check."""
+    s3 = make_s3_store(server, full_object_checksum=True)
+    sent: dict[str, dict[str, str]] = {}
+
+    def record(request, event_name: str, **_) -> None:
+        sent[event_name.rsplit(".", 1)[1]] = {k.lower(): v.decode() if isinstance(v, bytes) else v
+                                for k, v in request.headers.items()}
+
+    s3.client.meta.events.register("before-send.s3.*", record)
+    whole = crc32c_to_base64(google_crc32c.value(big))
+    if via == "put":
+        s3.put("full/obj", big)
+    else:
+        (tmp_path / "obj").write_bytes(big)
+        s3.put_file("full/obj", tmp_path / "obj", size=len(big),
+                    crc32c=google_crc32c.value(big))
+    assert sent["CreateMultipartUpload"]["x-amz-checksum-type"] == "FULL_OBJECT"
+    assert sent["CompleteMultipartUpload"]["x-amz-checksum-type"] == "FULL_OBJECT"
+    assert sent["CompleteMultipartUpload"]["x-amz-checksum-crc32c"] == whole
+    assert sent["UploadPart"]["x-amz-checksum-crc32c"]  # the parts keep theirs
+    assert s3.get("full/obj") == big
 
 
 def test_wrong_content_md5_on_single_put(make_s3_store) -> None:

@@ -2,9 +2,10 @@
 
 Uploads: objects up to ``part_size_bytes`` go in one ``PutObject``; larger ones as a
 multipart upload whose parts are sent in parallel on a thread pool. Every request carries
-``Content-MD5`` (servers such as rclone reject a mismatch with ``BadDigest``) and a
-precomputed ``x-amz-checksum-crc32c`` (AWS validates it; botocore could only compute it
-itself with ``botocore[crt]``). The whole-object CRC32C goes into the object's metadata
+a precomputed ``x-amz-checksum-crc32c`` (AWS validates it; botocore could only compute it
+itself with ``botocore[crt]``) and, except multipart parts sent to AWS S3 (see
+``S3Store``), ``Content-MD5`` (servers such as rclone reject a mismatch with
+``BadDigest``). The whole-object CRC32C goes into the object's metadata
 (``x-amz-meta-crc32c``) so ``head`` returns it without trusting the server's checksum
 support — measured: neither rclone nor moto validates ``x-amz-checksum-*``, and moto
 accepts a wrong ``Content-MD5`` — and reads verify against it.
@@ -38,6 +39,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urlsplit
 
 import boto3
 import google_crc32c
@@ -110,6 +112,15 @@ _HINTS = {
 PartRequestHook = Callable[[int, int, str | None], str | None]
 
 
+def is_aws_endpoint(endpoint_url: str | None) -> bool:
+    """True for AWS S3 itself: no ``endpoint_url`` (boto3's default) or a host under
+    ``amazonaws.com`` (``.com.cn`` too); False for every S3-compatible server."""
+    if endpoint_url is None:
+        return True
+    host = (urlsplit(endpoint_url).hostname or "").lower().rstrip(".")
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
 class _ShortRead(Exception):
     """A ranged GET returned fewer bytes than asked for; worth another attempt."""
 
@@ -156,6 +167,21 @@ class S3Store(ObjectStore):
     known); ``max_concurrency`` is the number of parts or ranges in flight, shared by all
     calls on this store. Memory per ``put`` is about ``(max_concurrency + 2) * part size``.
     Credentials come from the usual boto3 chain unless given.
+
+    Integrity: every part carries its CRC32C (``ChecksumAlgorithm``), and the whole
+    object's CRC32C is combined from the parts' and checked before completing. Defaults
+    depend on who checks what at the other end:
+
+    * ``part_content_md5`` (default: on unless the endpoint is AWS S3) also sends each
+      part's Content-MD5. S3-compatible servers differ: rclone and moto check only the
+      MD5, while AWS S3 checks the CRC32C itself, so there the MD5 would be a second pass
+      on both ends for nothing.
+    * ``full_object_checksum`` (default: on for AWS S3 only) creates the upload with
+      ``ChecksumType=FULL_OBJECT`` and completes it with the whole object's CRC32C, which
+      AWS S3 checks against the assembled object. Servers without the feature ignore or
+      may reject it, hence off elsewhere.
+
+    "AWS S3" means no ``endpoint_url`` or one under ``amazonaws.com``.
     """
 
     def __init__(
@@ -175,7 +201,8 @@ class S3Store(ObjectStore):
         aws_secret_access_key: str | None = None,
         aws_session_token: str | None = None,
         part_request_hook: PartRequestHook | None = None,
-        part_content_md5: bool = True,
+        part_content_md5: bool | None = None,
+        full_object_checksum: bool | None = None,
     ) -> None:
         if not bucket or "/" in bucket:
             raise ValueError(f"bucket name {bucket!r} must be non-empty and contain no '/'")
@@ -195,7 +222,9 @@ class S3Store(ObjectStore):
         self._max_attempts = max_attempts
         self._retry_base_delay_seconds = retry_base_delay_seconds
         self._part_request_hook = part_request_hook
-        self._part_content_md5 = part_content_md5
+        aws = is_aws_endpoint(endpoint_url)
+        self._part_content_md5 = not aws if part_content_md5 is None else part_content_md5
+        self._full_object_checksum = aws if full_object_checksum is None else full_object_checksum
         config = Config(
             region_name=region_name or "us-east-1",
             retries={"mode": "standard", "total_max_attempts": _BOTOCORE_TOTAL_ATTEMPTS},
@@ -238,6 +267,16 @@ class S3Store(ObjectStore):
     @property
     def part_size_bytes(self) -> int:
         return self._part_size_bytes
+
+    @property
+    def part_content_md5(self) -> bool:
+        """Whether multipart parts carry a Content-MD5 (see the class docstring)."""
+        return self._part_content_md5
+
+    @property
+    def full_object_checksum(self) -> bool:
+        """Whether multipart uploads ask the server to check the whole object's CRC32C."""
+        return self._full_object_checksum
 
     @property
     def client(self) -> Any:
@@ -472,15 +511,19 @@ class S3Store(ObjectStore):
             actual_crc = int.from_bytes(checksum.digest(), "big")
             self._check_streamed(key, length, actual_crc, size, crc32c)
             parts = [completed[number] for number in sorted(completed)]
-            response = self._complete_multipart(key, full_key, upload_id, parts)
+            response = self._complete_multipart(key, full_key, upload_id, parts, actual_crc)
         except BaseException as err:
             self._abandon_multipart(err, key, full_key, upload_id, in_flight)
             raise
         return ObjectInfo(key=key, size=length, crc32c=actual_crc, etag=response.get("ETag"))
 
     def _complete_multipart(
-        self, key: str, full_key: str, upload_id: str, parts: list[dict[str, Any]]
+        self, key: str, full_key: str, upload_id: str, parts: list[dict[str, Any]],
+        crc32c: int,
     ) -> dict[str, Any]:
+        """Complete the upload; ``crc32c`` is the whole object's, already checked here."""
+        whole = ({"ChecksumCRC32C": crc32c_to_base64(crc32c), "ChecksumType": "FULL_OBJECT"}
+                 if self._full_object_checksum else {})
         return self._call(
             f"CompleteMultipartUpload of {self._where(key)} ({len(parts)} parts)",
             key,
@@ -489,6 +532,7 @@ class S3Store(ObjectStore):
                 Key=full_key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},
+                **whole,
             ),
         )
 
@@ -545,6 +589,7 @@ class S3Store(ObjectStore):
                 Key=full_key,
                 ChecksumAlgorithm="CRC32C",
                 Metadata={"crc32c": format_crc32c(crc32c)},
+                **({"ChecksumType": "FULL_OBJECT"} if self._full_object_checksum else {}),
             ),
         )
         return created["UploadId"]
@@ -631,7 +676,7 @@ class S3Store(ObjectStore):
                 part_crc = int.from_bytes(base64.b64decode(part["ChecksumCRC32C"]), "big")
                 actual_crc = crc32c_combine(actual_crc, part_crc, length)
             self._check_streamed(key, total, actual_crc, size, crc32c)
-            response = self._complete_multipart(key, full_key, upload_id, parts)
+            response = self._complete_multipart(key, full_key, upload_id, parts, actual_crc)
         except BaseException as err:
             self._abandon_multipart(err, key, full_key, upload_id, in_flight)
             raise
