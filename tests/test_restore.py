@@ -330,27 +330,40 @@ from restore_helpers import backup_of, fill_table
 from engine import Engine
 from engine.backup import restore
 
-original = restore.RestoreJob._check_logical
 said = threading.Lock()
-def parked(self, entry, env_dir):
+def park():
     if said.acquire(blocking=False):  # partitions park in parallel: one line, not interleaved
         sys.stdout.write("restoring\\n")
         sys.stdout.flush()
     time.sleep(3600)
-restore.RestoreJob._check_logical = parked
+
+if sys.argv[3] == "same-layout":  # every partition imported, parked before its check
+    restore.RestoreJob._check_logical = lambda self, entry, env_dir: park()
+else:  # into other partitions: parked after the first committed transaction of a target
+    restore.ITEMS_PER_TXN = 10
+    RealRangeCopy = restore.RangeCopy
+    class ParkedRangeCopy(RealRangeCopy):
+        def step(self, max_items):
+            copied = super().step(max_items)
+            park()
+            return copied
+    restore.RangeCopy = ParkedRangeCopy
 engine = Engine.open(sys.argv[1], map_size_bytes=1 << 28)
 fill_table(engine, "Source", partitions=3)
 backup_of(engine, "Source")
-engine.restore_table(engine.list_backups()[0][0]["backup_id"], "Target")
+engine.restore_table(engine.list_backups()[0][0]["backup_id"], "Target",
+                     partitions=None if sys.argv[3] == "same-layout" else 5)
 time.sleep(3600)
 """
 
 
-def test_kill_9_during_restore_resumes_on_reopen(tmp_path):
+@pytest.mark.parametrize("layout", ["same-layout", "into-5-partitions"])
+def test_kill_9_during_restore_resumes_on_reopen(tmp_path, layout):
     tests_dir = Path(__file__).parent
     env = dict(os.environ, PYTHONPATH=str(tests_dir.parent))
     child = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(tmp_path / "data"),
-                              str(tests_dir)], stdout=subprocess.PIPE, text=True, env=env)
+                              str(tests_dir), layout], stdout=subprocess.PIPE, text=True,
+                             env=env)
     try:
         assert child.stdout.readline().strip() == "restoring"
     finally:
@@ -359,6 +372,7 @@ def test_kill_9_during_restore_resumes_on_reopen(tmp_path):
     with Engine.open(tmp_path / "data", map_size_bytes=1 << 28) as eng:
         done = eng.wait_for_table("Target", timeout=60)
         assert done["status"] == "ACTIVE" and done["restore"]["resumed"] == 1
+        assert done["partitions"] == (3 if layout == "same-layout" else 5)
         assert_same_table(eng, "Source", "Target")
         assert eng.describe_backup(eng.list_backups()[0][0]["backup_id"])[
             "restores_in_progress"] == []
