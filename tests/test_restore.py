@@ -337,8 +337,16 @@ def park():
         sys.stdout.flush()
     time.sleep(3600)
 
-if sys.argv[3] == "same-layout":  # every partition imported, parked before its check
-    restore.RestoreJob._check_logical = lambda self, entry, env_dir: park()
+if sys.argv[3] == "same-layout":  # p0001 parked before its check once the others are in
+    original = restore.RestoreJob._check_logical
+    def parked(self, entry, env_dir):
+        if entry.partition_id != "p0001":
+            return original(self, entry, env_dir)
+        others = [self.table_dir / pid / "restored-from.json" for pid in ("p0000", "p0002")]
+        while not all(marker.exists() for marker in others):
+            time.sleep(0.01)
+        park()
+    restore.RestoreJob._check_logical = parked
 else:  # into other partitions: parked after the first committed transaction of a target
     restore.ITEMS_PER_TXN = 10
     RealRangeCopy = restore.RangeCopy
@@ -357,8 +365,7 @@ time.sleep(3600)
 """
 
 
-@pytest.mark.parametrize("layout", ["same-layout", "into-5-partitions"])
-def test_kill_9_during_restore_resumes_on_reopen(tmp_path, layout):
+def _kill_restore_midway(tmp_path, layout: str) -> None:
     tests_dir = Path(__file__).parent
     env = dict(os.environ, PYTHONPATH=str(tests_dir.parent))
     child = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(tmp_path / "data"),
@@ -369,10 +376,49 @@ def test_kill_9_during_restore_resumes_on_reopen(tmp_path, layout):
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_finished_partition_damaged_while_down_is_redone(tmp_path, damage):
+    _kill_restore_midway(tmp_path, "same-layout")
+    [kept] = [path for path in (tmp_path / "data" / "tables").glob("*/p0002/lmdb/data.mdb")
+              if (path.parent.parent / "restored-from.json").exists()]
+    inode = kept.stat().st_ino
+    with open(kept, "r+b") as file:
+        if damage == "flip":
+            file.seek(5000)
+            byte = file.read(1)
+            file.seek(5000)
+            file.write(bytes([byte[0] ^ 0x01]))
+        else:
+            file.truncate(kept.stat().st_size - 4096)
+    with Engine.open(tmp_path / "data", map_size_bytes=1 << 28) as eng:
+        done = eng.wait_for_table("Target", timeout=60)
+        assert done["status"] == "ACTIVE" and done["restore"]["partitions_kept"] == 1
+        assert_same_table(eng, "Source", "Target")
+        target_dir = eng._table_dir(eng.catalog.get_table("Target"))
+        assert (target_dir / "p0002" / "lmdb" / "data.mdb").stat().st_ino != inode
+
+
+@pytest.mark.parametrize("layout", ["same-layout", "into-5-partitions"])
+def test_kill_9_during_restore_resumes_on_reopen(tmp_path, layout):
+    _kill_restore_midway(tmp_path, layout)
+    tables = tmp_path / "data" / "tables"
+    finished = {path.parent.parent.name: path.stat().st_ino
+                for path in tables.glob("*/*/lmdb/data.mdb")
+                if (path.parent.parent / "restored-from.json").exists()}
     with Engine.open(tmp_path / "data", map_size_bytes=1 << 28) as eng:
         done = eng.wait_for_table("Target", timeout=60)
         assert done["status"] == "ACTIVE" and done["restore"]["resumed"] == 1
         assert done["partitions"] == (3 if layout == "same-layout" else 5)
         assert_same_table(eng, "Source", "Target")
+        if layout == "same-layout":  # the two partitions finished before the kill stay
+            assert sorted(finished) == ["p0000", "p0002"]
+            assert done["restore"]["partitions_kept"] == 2
+            target_dir = eng._table_dir(eng.catalog.get_table("Target"))
+            for pid, inode in finished.items():
+                assert (target_dir / pid / "lmdb" / "data.mdb").stat().st_ino == inode
+        else:  # a repartition's targets depend on every source: all redone
+            assert "partitions_kept" not in done["restore"]
         assert eng.describe_backup(eng.list_backups()[0][0]["backup_id"])[
             "restores_in_progress"] == []

@@ -106,7 +106,7 @@ def package_partition(
     item_count, digest = logical_checksum(env_dir)  # closed: walked in C, without the GIL
 
     with open(data_path, "rb", buffering=0) as data_file:
-        data_size, data_crc = _crc_file(data_file)
+        data_size, data_crc = crc_file(data_file)
         archived = dataclasses.replace(
             manifest,
             item_count=item_count,
@@ -206,7 +206,8 @@ def package_partition_to_file(
     return result
 
 
-def _crc_file(data_file: BinaryIO) -> tuple[int, int]:
+def crc_file(data_file: BinaryIO) -> tuple[int, int]:
+    """``(size, CRC32C)`` of the rest of ``data_file``, read in 4 MiB chunks."""
     size, crc = 0, 0
     while chunk := data_file.read(READ_CHUNK_BYTES):
         crc = google_crc32c.extend(crc, chunk)

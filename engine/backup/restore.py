@@ -21,7 +21,9 @@ Two layouts:
   gap or overlap (``PartitionMap`` checks it); the SHA-256 over all target items in key
   order must equal the one over all source items, and the counts must match.
 
-Nothing is written outside ``table_dir``.
+Nothing is written outside ``table_dir``. A run that finds an interrupted run's work
+there keeps its finished same-layout partitions and removes everything else
+(:meth:`RestoreJob._clear_unfinished`).
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ from .logical import (
     open_readonly,
     read_applied_lsn,
 )
-from .manifest import BackupManifest, PartitionManifest
+from .manifest import BackupManifest, PartitionManifest, crc32c_hex
+from .package import DATA_MEMBER, crc_file
 from .unpack import MANIFEST_MEMBER, unpack_partition
 
 WORK_DIR_NAME = ".restore-work"
@@ -199,6 +202,7 @@ class RestoreProgress:
     bytes_total: int
     partitions_done: int = 0
     bytes_done: int = 0
+    partitions_kept: int = 0  # imported and checked before an interruption, not redone
     phase: str = "downloading"
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -213,7 +217,7 @@ class RestoreProgress:
     def to_json(self) -> dict:
         return {"phase": self.phase, "partitions_done": self.partitions_done,
                 "partitions_total": self.partitions_total, "bytes_done": self.bytes_done,
-                "bytes_total": self.bytes_total}
+                "bytes_total": self.bytes_total, "partitions_kept": self.partitions_kept}
 
 
 class RestoreJob:
@@ -261,10 +265,10 @@ class RestoreJob:
         """Do the restore; returns ``{target partition id: item_count}``."""
         work = self.table_dir / WORK_DIR_NAME
         try:
-            shutil.rmtree(self.table_dir, ignore_errors=True)  # a resumed restore starts clean
+            pending = self._clear_unfinished()
             work.mkdir(parents=True)
             with ThreadPoolExecutor(self.parallelism, thread_name_prefix="restore") as pool:
-                list(pool.map(self._fetch_partition, self.manifest.partitions))
+                list(pool.map(self._fetch_partition, pending))
             if self.fast_path:
                 # Fast-path partition ids are the backup's, which are the target map's.
                 results = {entry.partition_id: entry.item_count or 0
@@ -278,6 +282,60 @@ class RestoreJob:
         except BaseException:
             shutil.rmtree(self.table_dir, ignore_errors=True)
             raise
+
+    def _clear_unfinished(self) -> list[PartitionManifest]:
+        """Remove what an interrupted run left unfinished; the partitions still to do.
+
+        Same layout: a partition whose ``restored-from.json`` names this very object, and
+        whose ``data.mdb`` still has the manifest's size and CRC32C, is kept — that file
+        is renamed into place only after the partition's ``data.mdb`` was synced and
+        passed the logical check, then its directory is synced. Anything
+        else (a partial partition, the scratch area, a repartition's targets, which all
+        depend on every source) is removed and redone.
+        """
+        kept: set[str] = set()
+        if self.fast_path and self.table_dir.is_dir():
+            for entry in self.manifest.partitions:
+                if self._finished_before(entry):
+                    kept.add(entry.partition_id)
+        if self.table_dir.is_dir():
+            for child in self.table_dir.iterdir():
+                if child.name not in kept:
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+        pending = []
+        for entry in self.manifest.partitions:
+            if entry.partition_id in kept:
+                self.progress.add_bytes(entry.object_size_bytes or 0)
+                self.progress.partition_done()
+                self.progress.partitions_kept += 1
+            else:
+                pending.append(entry)
+        return pending
+
+    def _finished_before(self, entry: PartitionManifest) -> bool:
+        marker = self.table_dir / entry.partition_id / "restored-from.json"
+        try:
+            found = PartitionManifest.from_json(marker.read_bytes(), str(marker),
+                                                mode="in_archive")
+        except (OSError, ValueError, CorruptionError):
+            return False
+        if not (found.backup_id == entry.backup_id
+                and found.partition_id == entry.partition_id
+                and found.data_crc32c == entry.data_crc32c
+                and found.logical_checksum == entry.logical_checksum):
+            return False
+        # The bytes may have suffered while the process was down: take the CRC32C again
+        # (a read at disk speed; the logical check already passed on these very bytes).
+        try:
+            with open(self.table_dir / entry.partition_id / "lmdb" / DATA_MEMBER, "rb",
+                      buffering=0) as data_file:
+                size, crc = crc_file(data_file)
+        except OSError:
+            return False
+        return size == entry.data_size_bytes and crc32c_hex(crc) == entry.data_crc32c
 
     def _fail(self, entry: PartitionManifest, message: str) -> CorruptionError:
         return CorruptionError(f"restore of backup {self.manifest.backup_id}: {message}",
@@ -317,9 +375,13 @@ class RestoreJob:
             raise self._fail(entry, f"the object is {reader.size_bytes} bytes with CRC32C "
                              f"{reader.crc32c_hex}; the manifest says {entry.object_size_bytes} "
                              f"bytes with CRC32C {entry.object_crc32c}")
-        if self.fast_path:  # keep provenance beside, not inside, the environment
-            os.replace(dest / MANIFEST_MEMBER, dest.parent / "restored-from.json")
+        if self.fast_path:
             self._check_logical(entry, dest)
+            # Provenance beside, not inside, the environment. Renamed (and its directory
+            # synced) only now, so it also marks the partition finished for a resumed
+            # restore (_clear_unfinished).
+            os.replace(dest / MANIFEST_MEMBER, dest.parent / "restored-from.json")
+            fsync_dir(dest.parent)
         # else: checked in _repartition, in the same pass as the whole-table digest
         self.progress.partition_done()
 

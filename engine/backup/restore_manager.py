@@ -10,8 +10,10 @@ removes it). While a restore or copy runs, the backup record lists it
 ``delete_backup`` refuses.
 
 Crash recovery (called from ``Engine.__init__``): a table left CREATING by a restore is
-**resumed from scratch** — its directory is removed and the restore starts again — when
-its backup is still AVAILABLE in the engine's own backup store; otherwise (the backup
+**resumed** when its backup is still AVAILABLE in the engine's own backup store: a
+same-layout restore keeps the partitions it had imported and checked
+(``restore.partitions_kept`` in the table's description) and redoes the rest; a restore
+into another layout starts again from scratch; otherwise (the backup
 was deleted, or the restore came from another store the engine cannot reopen) the table
 is marked FAILED with the reason. A copy interrupted by a crash is recorded as FAILED in
 the backup's ``copies`` history: its destination holds objects without a manifest, which
@@ -171,6 +173,8 @@ class RestoreManager:
                 self.engine._open_table(record)
                 record["status"] = "ACTIVE"
                 record["restore"]["completed_at"] = time.time()
+                if run.job.progress.partitions_kept:  # finished before an interruption
+                    record["restore"]["partitions_kept"] = run.job.progress.partitions_kept
                 self.catalog.put_table(record)
             finished = True
         except BaseException as err:  # noqa: BLE001 - every failure becomes FAILED(reason)
