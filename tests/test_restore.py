@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import lmdb
@@ -183,6 +184,41 @@ def test_interrupted_restore_resumes_on_reopen(tmp_path, slow_restore):
         assert done["status"] == "ACTIVE" and done["restore"]["resumed"] >= 1
         assert list(again.table("Target").iter_items()) == expected
         assert again.describe_backup(backup_id)["restores_in_progress"] == []
+
+
+def test_a_shutdown_keeps_the_finished_partitions_of_a_restore(tmp_path, monkeypatch):
+    """Engine.close() stops a same-layout restore midway; the next open keeps what was
+    finished (p0000, p0002) and redoes only p0001, which the shutdown interrupted."""
+    eng = Engine.open(tmp_path / "data", map_size_bytes=1 << 28)
+    fill_table(eng, "Source", partitions=3)
+    backup_id = backup_of(eng, "Source")
+    expected = list(eng.table("Source").iter_items())
+    ready, release = threading.Event(), threading.Event()
+    original = restore.RestoreJob._check_logical
+
+    def held(self, entry, env_dir):
+        if entry.partition_id == "p0001":
+            others = [self.table_dir / pid / "restored-from.json" for pid in ("p0000", "p0002")]
+            while not all(marker.exists() for marker in others):
+                time.sleep(0.01)
+            ready.set()
+            release.wait(30)
+            self._check_cancel()  # the shutdown reaches it here
+        return original(self, entry, env_dir)
+
+    monkeypatch.setattr(restore.RestoreJob, "_check_logical", held)
+    eng.restore_table(backup_id, "Target")
+    assert ready.wait(30)
+    closer = threading.Thread(target=eng.close)
+    closer.start()
+    time.sleep(0.2)  # close() has asked the restore to stop
+    release.set()
+    closer.join(30)
+    monkeypatch.setattr(restore.RestoreJob, "_check_logical", original)
+    with Engine.open(tmp_path / "data", map_size_bytes=1 << 28) as again:
+        done = again.wait_for_table("Target", timeout=60)
+        assert done["status"] == "ACTIVE" and done["restore"]["partitions_kept"] == 2
+        assert list(again.table("Target").iter_items()) == expected
 
 
 def test_interrupted_restore_of_a_deleted_backup_fails(tmp_path, slow_restore):

@@ -279,6 +279,8 @@ class RestoreJob:
             shutil.rmtree(work, ignore_errors=True)
             self.progress.phase = "done"
             return results
+        except RestoreCancelled:
+            raise  # shutdown: the next open resumes, keeping what is finished
         except BaseException:
             shutil.rmtree(self.table_dir, ignore_errors=True)
             raise
