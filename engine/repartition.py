@@ -70,7 +70,6 @@ def _crash_point(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-
 # ---------------------------------------------------------------------- directories
 def partition_dir(table_dir: Path, record: dict, partition_id: str) -> Path:
     """Where a partition lives: its recorded volume directory, else ``<table dir>/<pid>``."""

@@ -296,11 +296,10 @@ class RestoreJob:
         depend on every source) is removed and redone.
         """
         kept: set[str] = set()
-        if self.fast_path and self.table_dir.is_dir():
-            for entry in self.manifest.partitions:
-                if self._finished_before(entry):
-                    kept.add(entry.partition_id)
         if self.table_dir.is_dir():
+            if self.fast_path:
+                kept = {entry.partition_id for entry in self.manifest.partitions
+                        if self._finished_before(entry)}
             for child in self.table_dir.iterdir():
                 if child.name not in kept:
                     if child.is_dir() and not child.is_symlink():

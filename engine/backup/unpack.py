@@ -229,10 +229,14 @@ class _Extraction:
             raise self.fail(f"{DATA_MEMBER} CRC32C is {crc32c_hex(crc)} but the manifest "
                             f"says {manifest.data_crc32c}")
 
+    def _partial_path(self) -> Path:
+        """Where ``data.mdb`` is written until it has been checked and renamed."""
+        assert self.dest_dir is not None
+        return self.dest_dir / (DATA_MEMBER + ".partial")
+
     def _write_data(self, tar: tar_stream.TarReader, size: int) -> int:
         """Stream the member into ``data.mdb.partial``; returns its CRC32C."""
-        assert self.dest_dir is not None
-        partial_path = self.dest_dir / (DATA_MEMBER + ".partial")
+        partial_path = self._partial_path()
         partial_path.unlink(missing_ok=True)  # a leftover from a crashed unpack
         # O_EXCL | O_NOFOLLOW: never write through a planted symlink.
         fd = os.open(partial_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
@@ -313,7 +317,7 @@ class _Extraction:
                 out.flush()
                 os.fsync(out.fileno())
         data_path = self.dest_dir / DATA_MEMBER
-        partial_path = self.dest_dir / (DATA_MEMBER + ".partial")
+        partial_path = self._partial_path()
         os.rename(partial_path, data_path)
         self.outputs[self.outputs.index(partial_path)] = data_path
         if self.fsync:
