@@ -116,3 +116,86 @@ class ObjectNotFoundError(StoreError, KeyError):
 
 class ChecksumMismatchError(StoreError):
     """The bytes the store holds or returned do not match the checksum they were sent with."""
+
+
+class EngineClosedError(TesseraError):
+    """The engine (or the table handle taken from it) was closed: every public call after
+    :meth:`engine.Engine.close` raises this one error. DynamoDB's ``ServiceUnavailable``
+    (HTTP 503), which clients retry, is what a server shutting down answers."""
+
+    code = "ServiceUnavailable"
+    http_status = 503
+
+    def __init__(self, message: str = "the engine is closed: open it again with Engine.open") -> None:
+        super().__init__(message)
+
+
+class StorageFullError(TesseraError):
+    """A partition's LMDB environment reached its map size (``MDB_MAP_FULL``)."""
+
+    code = "InternalServerError"
+    http_status = 500
+
+
+class StorageError(TesseraError):
+    """LMDB failed for a reason that is neither corruption nor a full map (I/O, limits)."""
+
+    code = "InternalServerError"
+    http_status = 500
+
+
+# LMDB's return codes (lmdb.h) by name, so the one table below serves py-lmdb's exception
+# classes (matched by class name) and the Cython modules' integer codes alike.
+_LMDB_CODES = {
+    -30799: "KeyExistsError", -30798: "NotFoundError", -30797: "PageNotFoundError",
+    -30796: "CorruptedError", -30795: "PanicError", -30794: "VersionMismatchError",
+    -30793: "InvalidError", -30792: "MapFullError", -30791: "DbsFullError",
+    -30790: "ReadersFullError", -30789: "TlsFullError", -30788: "TxnFullError",
+    -30787: "CursorFullError", -30786: "PageFullError", -30785: "MapResizedError",
+    -30784: "IncompatibleError", -30783: "BadRslotError", -30782: "BadTxnError",
+    -30781: "BadValsizeError", -30780: "BadDbiError",
+}
+_LMDB_CORRUPTION = frozenset({
+    "PageNotFoundError", "CorruptedError", "PanicError", "VersionMismatchError",
+    "InvalidError", "IncompatibleError",
+})
+_LMDB_HINTS = {
+    "MapFullError": "raise map_size_bytes (Engine.open(..., map_size_bytes=...)) or split "
+                    "the partition",
+    "ReadersFullError": "too many concurrent readers: close idle threads or engines",
+    "TxnFullError": "the transaction touched too many pages: write in smaller batches",
+    "BadValsizeError": "a key is longer than LMDB accepts",
+    "DiskError": "check the volume (space, permissions, I/O errors in the kernel log)",
+}
+
+
+def lmdb_error(
+    err: BaseException | int,
+    *,
+    what: str,
+    path: object = None,
+    partition: str | None = None,
+    reason: str | None = None,
+) -> TesseraError:
+    """The one mapping from an LMDB failure to this package's errors (raise the result
+    ``from err``). ``err`` is a py-lmdb exception or an LMDB return code from the native
+    modules; ``what`` says what was being done. Corruption → :class:`CorruptionError`,
+    a full map → :class:`StorageFullError` with the hint, anything else →
+    :class:`StorageError`; each message names the partition and file."""
+    if isinstance(err, int):
+        name = _LMDB_CODES.get(err, "DiskError" if err > 0 else "Error")
+        detail = reason or f"LMDB error {err}"
+    else:
+        name = type(err).__name__
+        detail = reason or str(err) or name
+    hint = _LMDB_HINTS.get(name)
+    message = f"{what} failed: {detail}" + (f"; {hint}" if hint else "")
+    if name in _LMDB_CORRUPTION:
+        return CorruptionError(message, partition=partition,
+                               path=str(path) if path is not None else None)
+    where = ", ".join(part for part in (
+        f"partition {partition}" if partition is not None else "",
+        f"file {path}" if path is not None else "",
+    ) if part)
+    full = f"{message} ({where})" if where else message
+    return StorageFullError(full) if name == "MapFullError" else StorageError(full)

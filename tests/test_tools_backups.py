@@ -9,7 +9,7 @@ import pytest
 from restore_helpers import backup_of, every_type_item, fill_table, load_manifest
 
 from engine import Engine
-from engine.server.attrvalue import deserialize_item
+from engine.attrvalue import deserialize_item
 from tools.cli import main
 
 

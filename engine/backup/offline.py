@@ -209,7 +209,7 @@ def export_jsonl(store: ObjectStore, backup_id: str, out: TextIO, *,
                  on_item: Callable[[], None] | None = None) -> int:
     """Write every item as DynamoDB JSON (``{"attr": {"S": "..."}}``), one per line;
     returns the item count."""
-    from ..server.attrvalue import serialize_item
+    from ..attrvalue import serialize_item
     from ..table import decode_item
 
     count = 0

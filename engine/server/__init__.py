@@ -1,9 +1,8 @@
 """The DynamoDB-compatible HTTP endpoint (SPEC §12) — the only package that knows HTTP.
 
 ``serve(...)`` runs it; ``create_app(engine, ...)`` gives the ASGI app for embedding.
-Modules: ``attrvalue`` (typed JSON <-> Python values), ``expressions`` (Update/Condition/
-KeyCondition/Projection expressions), ``sigv4`` (request signatures), ``operations`` (one
-function per operation), ``app`` (ASGI), ``main`` (command line).
+Modules: ``expressions`` (Update/Condition/KeyCondition/Projection expressions),
+``sigv4`` (request signatures), ``operations`` (one function per operation), ``app`` (ASGI), ``main`` (command line).
 """
 
 from engine.server.app import DynamoDBApp, create_app

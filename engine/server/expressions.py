@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.errors import ValidationException
-from engine.server.attrvalue import deserialize, value_type
+from engine.attrvalue import deserialize, value_type
 
 __all__ = [
     "ExpressionContext",

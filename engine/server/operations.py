@@ -27,7 +27,7 @@ from engine.errors import (
     TableAlreadyExistsException,
     ValidationException,
 )
-from engine.server.attrvalue import deserialize_item, serialize_item, value_type
+from engine.attrvalue import deserialize_item, serialize_item, value_type
 from engine.server.expressions import (
     ExpressionContext,
     evaluate_condition,

@@ -1,4 +1,4 @@
-"""DynamoDB typed JSON <-> Python values (engine.server.attrvalue)."""
+"""DynamoDB typed JSON <-> Python values (engine.attrvalue)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import ValidationException
-from engine.server.attrvalue import (
+from engine.attrvalue import (
     deserialize,
     deserialize_item,
     format_number,
