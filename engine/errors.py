@@ -199,3 +199,17 @@ def lmdb_error(
     ) if part)
     full = f"{message} ({where})" if where else message
     return StorageFullError(full) if name == "MapFullError" else StorageError(full)
+
+
+class DataDirectoryInUseError(TesseraError):
+    """Another process (or another engine in this one) holds the data directory's lock
+    (``engine.dirlock``): two owners of one directory lose acknowledged writes. The
+    message names the directory and the holder's PID, and says what to do."""
+
+    code = "InternalServerError"
+    http_status = 500
+
+    def __init__(self, message: str, *, path: str | None = None, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.pid = pid
