@@ -3,18 +3,25 @@
 Python side (SPEC §2): str (S), int or Decimal (N, exact — a float never appears), bytes (B),
 bool (BOOL), None (NULL), sets of str / numbers / bytes (SS / NS / BS), list (L), dict (M).
 Numbers arrive as strings and are parsed with :class:`decimal.Decimal`; integral values
-become ``int`` (what the engine returns), the rest stay ``Decimal``. Malformed input raises
-:class:`~engine.errors.ValidationException` naming the attribute, as DynamoDB does.
+become ``int`` (what the engine returns), the rest stay ``Decimal``.
+
+Two kinds of bad input, answered as DynamoDB answers them: JSON of the wrong shape for the
+protocol — a JSON number where a string belongs (``{"N": 123}``), a list where a map
+belongs, bad base64 — is a :class:`~engine.errors.SerializationException` (DynamoDB's
+deserializer refuses it before validation runs); well-formed JSON holding an invalid value —
+``{"N": "dog"}``, ``{"N": " 1"}``, an empty set, ``{"NULL": false}``, an empty
+AttributeValue — is a :class:`~engine.errors.ValidationException`. Both name the attribute.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
-from engine.errors import ValidationException
+from engine.errors import SerializationException, ValidationException
 
 __all__ = [
     "deserialize",
@@ -35,24 +42,55 @@ _MIN_ADJUSTED_EXPONENT = -130
 # number that could be valid, so a 39-digit input is reported, never silently rounded.
 _EXACT = Context(prec=400, Emax=999_999, Emin=-999_999)
 
+# What DynamoDB reads as a number: optional sign, digits with an optional point (".5" and
+# "5." included), optional exponent. No spaces, underscores, NaN or Infinity, which
+# Decimal() would accept.
+_NUMBER_SYNTAX = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
 _TYPES = ("S", "N", "B", "BOOL", "NULL", "SS", "NS", "BS", "L", "M")
 
 
+def _json_kind(value: Any) -> str:
+    """The name DynamoDB's deserializer gives a JSON value in its error messages."""
+    if isinstance(value, bool):
+        return "BOOLEAN_VALUE"
+    if isinstance(value, (int, float)):
+        return "NUMBER_VALUE"
+    if isinstance(value, str):
+        return "STRING_VALUE"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    return "VALUE_NULL"
+
+
+def _wrong_json(value: Any, wanted: str, where: str) -> SerializationException:
+    return SerializationException(f"{_json_kind(value)} cannot be converted to {wanted} ({where})")
+
+
 def parse_number(text: Any, where: str) -> int | Decimal:
-    """Parse a DynamoDB number string exactly; int when integral, else Decimal."""
+    """Parse a DynamoDB number string exactly; int when integral, else Decimal.
+
+    A JSON number (not a string) is a SerializationException, as in DynamoDB; spaces,
+    NaN and Infinity are not numbers (ValidationException "cannot be converted to a
+    numeric value").
+    """
     if not isinstance(text, str):
+        raise _wrong_json(text, "String", where)
+    if _NUMBER_SYNTAX.fullmatch(text) is None:
         raise ValidationException(
-            f"The parameter cannot be converted to a numeric value: {where} must be a number string"
+            f"The parameter cannot be converted to a numeric value: {text} ({where})"
         )
     try:
-        number = Decimal(text.strip())
+        number = Decimal(text)
     except InvalidOperation:
         raise ValidationException(
-            f"The parameter cannot be converted to a numeric value: {text!r} ({where})"
+            f"The parameter cannot be converted to a numeric value: {text} ({where})"
         ) from None
     if not number.is_finite():
         raise ValidationException(
-            f"The parameter cannot be converted to a numeric value: {text!r} ({where})"
+            f"The parameter cannot be converted to a numeric value: {text} ({where})"
         )
     if number.is_zero():
         return 0
@@ -90,19 +128,20 @@ def format_number(number: int | Decimal) -> str:
 
 def _decode_binary(text: Any, where: str) -> bytes:
     if not isinstance(text, str):
-        raise ValidationException(f"Invalid Binary value for {where}: expected a base64 string")
+        raise _wrong_json(text, "Blob", where)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ValidationException(f"Invalid Binary value for {where}: not valid base64") from None
+        raise SerializationException(
+            f"Base64 encoded value of {where} is not valid base64: {text[:64]!r}"
+        ) from None
 
 
 def deserialize(av: Any, where: str = "value") -> Any:
     """One typed attribute value to its Python value; ``where`` names it in errors."""
     if not isinstance(av, dict):
-        raise ValidationException(
-            f"Supplied AttributeValue for {where} is not an object; it must contain exactly one of the supported datatypes"
-        )
+        raise _wrong_json(av, "AttributeValue", where)
+    av = {tag: body for tag, body in av.items() if body is not None}  # JSON null = absent
     if len(av) != 1:
         if not av:
             raise ValidationException(
@@ -114,7 +153,7 @@ def deserialize(av: Any, where: str = "value") -> Any:
     ((tag, body),) = av.items()
     if tag == "S":
         if not isinstance(body, str):
-            raise ValidationException(f"Invalid String value for {where}: expected a string")
+            raise _wrong_json(body, "String", where)
         return body
     if tag == "N":
         return parse_number(body, where)
@@ -122,9 +161,11 @@ def deserialize(av: Any, where: str = "value") -> Any:
         return _decode_binary(body, where)
     if tag == "BOOL":
         if not isinstance(body, bool):
-            raise ValidationException(f"Invalid BOOL value for {where}: expected true or false")
+            raise _wrong_json(body, "Boolean", where)
         return body
     if tag == "NULL":
+        if not isinstance(body, bool):
+            raise _wrong_json(body, "Boolean", where)
         if body is not True:
             raise ValidationException(
                 f"One or more parameter values were invalid: Null attribute value types must have the value of true ({where})"
@@ -132,7 +173,7 @@ def deserialize(av: Any, where: str = "value") -> Any:
         return None
     if tag in ("SS", "NS", "BS"):
         if not isinstance(body, list):
-            raise ValidationException(f"Invalid {tag} value for {where}: expected a list")
+            raise _wrong_json(body, "List", where)
         if not body:
             raise ValidationException(
                 f"One or more parameter values were invalid: An {tag} may not be empty ({where})"
@@ -140,9 +181,7 @@ def deserialize(av: Any, where: str = "value") -> Any:
         if tag == "SS":
             for element in body:
                 if not isinstance(element, str):
-                    raise ValidationException(
-                        f"Invalid SS value for {where}: elements must be strings"
-                    )
+                    raise _wrong_json(element, "String", where)
             elements: list[Any] = list(body)
         elif tag == "NS":
             elements = [parse_number(element, where) for element in body]
@@ -156,22 +195,23 @@ def deserialize(av: Any, where: str = "value") -> Any:
         return result
     if tag == "L":
         if not isinstance(body, list):
-            raise ValidationException(f"Invalid L value for {where}: expected a list")
+            raise _wrong_json(body, "List", where)
         return [deserialize(element, f"{where}[{index}]") for index, element in enumerate(body)]
     if tag == "M":
         if not isinstance(body, dict):
-            raise ValidationException(f"Invalid M value for {where}: expected an object")
+            raise _wrong_json(body, "Map", where)
         return {name: deserialize(value, f"{where}.{name}") for name, value in body.items()}
+    # An unknown member is ignored by DynamoDB's deserializer, leaving no datatype set.
     raise ValidationException(
-        f"Supplied AttributeValue has an unknown datatype {tag!r} ({where}); "
-        f"it must be one of {', '.join(_TYPES)}"
+        f"Supplied AttributeValue is empty, must contain exactly one of the supported "
+        f"datatypes ({where}: unknown datatype {tag!r}; the datatypes are {', '.join(_TYPES)})"
     )
 
 
 def deserialize_item(item: Any, where: str = "Item") -> dict[str, Any]:
     """A map of attribute name to typed value (an item or a key) to a Python dict."""
     if not isinstance(item, dict):
-        raise ValidationException(f"{where} must be a map of attribute names to values")
+        raise _wrong_json(item, "Map", where)
     result = {}
     for name, av in item.items():
         if name == "":

@@ -27,6 +27,15 @@ class ValidationException(TesseraError):
     http_status = 400
 
 
+class SerializationException(TesseraError):
+    """The request's JSON does not have the shape DynamoDB's protocol requires: a number
+    sent as a JSON number (``{"N": 123}``), bad base64 in a binary, a list where a map
+    belongs. DynamoDB answers these before any validation, with HTTP 400."""
+
+    code = "SerializationException"
+    http_status = 400
+
+
 class ResourceNotFoundException(TesseraError):
     code = "ResourceNotFoundException"
     http_status = 400
@@ -130,11 +139,9 @@ class EngineClosedError(TesseraError):
         super().__init__(message)
 
 
-class StorageFullError(TesseraError):
-    """A partition's LMDB environment reached its map size (``MDB_MAP_FULL``)."""
-
-    code = "InternalServerError"
-    http_status = 500
+class StorageFullError(LimitExceededException):
+    """A partition's LMDB environment reached its map size (``MDB_MAP_FULL``): a limit of
+    the deployment, reported as DynamoDB reports limits; the message says what to raise."""
 
 
 class StorageError(TesseraError):
