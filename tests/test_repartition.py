@@ -51,7 +51,12 @@ def check_table(table, model) -> None:
 
 
 class Writers:
-    """Threads writing (put, delete, batch) their own keys; the model is what was acked."""
+    """Threads writing (put, delete, batch) their own keys; the model is what was acked.
+
+    Entering waits until every thread has finished a round (written or read once), and
+    leaving waits for one more round of each, so the operations in between overlap real
+    traffic; a thread's exception fails the test on exit.
+    """
 
     def __init__(self, table, model, count=2):
         self.table = table
@@ -62,6 +67,20 @@ class Writers:
         self.writes = 0
         self.threads = [threading.Thread(target=self.run, args=(n,)) for n in range(count)]
         self.threads.append(threading.Thread(target=self.read))
+        self.rounds = [0] * len(self.threads)  # loops finished, per thread
+        self.progress = threading.Condition()
+
+    def _round_done(self, index: int) -> None:
+        with self.progress:
+            self.rounds[index] += 1
+            self.progress.notify_all()
+
+    def _wait_for_rounds(self, targets: list[int]) -> None:
+        with self.progress:
+            reached = self.progress.wait_for(
+                lambda: self.errors or all(r >= t for r, t in zip(self.rounds, targets, strict=True)),
+                timeout=60)
+        assert reached and not self.errors, self.errors or f"threads stalled: {self.rounds}"
 
     def run(self, number: int) -> None:
         rng = random.Random(number)
@@ -87,8 +106,10 @@ class Writers:
                         for item in puts:
                             self.model[(item["pk"], item["sk"])] = item
                 self.writes += 1
+                self._round_done(number)
         except BaseException as err:  # noqa: BLE001 - reported by the test
             self.errors.append(err)
+            self._round_done(number)  # wakes a waiting test
 
     def read(self) -> None:
         try:
@@ -96,18 +117,24 @@ class Writers:
                 self.table.get_item({"pk": "k1", "sk": 1})
                 page, _ = self.table.scan(limit=50)
                 assert page
+                self._round_done(len(self.threads) - 1)
         except BaseException as err:  # noqa: BLE001
             self.errors.append(err)
+            self._round_done(len(self.threads) - 1)
 
     def __enter__(self):
         for thread in self.threads:
             thread.start()
-        time.sleep(0.1)
+        self._wait_for_rounds([1] * len(self.threads))
         return self
 
     def __exit__(self, *exc):
-        time.sleep(0.1)
-        self.stop.set()
+        try:
+            with self.progress:
+                targets = [rounds + 1 for rounds in self.rounds]
+            self._wait_for_rounds(targets)
+        finally:
+            self.stop.set()
         for thread in self.threads:
             thread.join()
         assert not self.errors, self.errors
