@@ -44,6 +44,8 @@ import sys
 
 import lmdb
 
+from engine.errors import EngineClosedError
+
 from engine._itemcodec import _C_DECODE_ITEM
 from engine._keycodec import _C_STORAGE_KEY
 
@@ -179,6 +181,8 @@ cdef class ReadCache:
 
     cdef object _get_uncached(self, object key):
         cdef PyObject *args[2]
+        if self.closed:  # the partition closed (or is closing) its environment
+            raise EngineClosedError()
         args[0] = <PyObject *>self.env
         args[1] = <PyObject *>self.db
         txn = PyObject_Vectorcall(_begin, args, 2, NULL)

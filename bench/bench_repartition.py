@@ -118,7 +118,7 @@ def test_replica_catch_up_rate(benchmark, workdir):
         table = engine.table("Bench")
         load(table, 10_000)
         info = engine.add_replica("Bench", "p0000", workdir / "volume")
-        replica = engine._replicas.get("Bench", info["replica_id"])
+        replica = engine.replica("Bench", info["replica_id"])
         replica.stop(release_hold=False)  # fall behind (the WAL stays held)
         rng = random.Random(3)
         for _ in range(CATCH_UP_RECORDS):

@@ -12,7 +12,6 @@ open it in the child instead.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import uuid
@@ -25,33 +24,34 @@ from .backup.manager import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARALLELISM, BackupMa
 from .backup.restore_manager import RestoreManager
 from .catalog import Catalog
 from .errors import (
+    EngineClosedError,
     ResourceInUseException,
     TableAlreadyExistsException,
     TableInUseException,
-    TableNotFoundException,
     ValidationException,
 )
 from .keys import KeySchema, validate_table_name
-from .partition import DEFAULT_MAP_SIZE, Partition
-from .partition_map import PartitionMap, build_map, hash_boundaries
+from .partition import DEFAULT_MAP_SIZE
+from .partition_map import build_map, hash_boundaries
 from .priority import DEFAULT_BACKGROUND_NICE
-from .repartition import (
-    AutoSplitter,
-    Repartitioner,
-    all_dirs_outside,
-    cleanup_stray_dirs,
-    partition_dir,
-)
-from .replica import ReplicaManager
+from .repartition import AutoSplitter, Repartitioner, TableLocks
+from .replica import Replica, ReplicaManager
 from .store import LocalStore, ObjectStore, open_store
 from .table import Table
+from .tableset import TableSet
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_POLICIES
 
 MAX_PARTITIONS = 4096
 
 
 class Engine:
-    """Open with :meth:`Engine.open`; close with :meth:`close` (or use ``with``)."""
+    """Open with :meth:`Engine.open`; close with :meth:`close` (or use ``with``).
+
+    A facade: the open tables live in a :class:`~engine.tableset.TableSet`, and each
+    service (backups, restores and copies, repartitioning, replicas, auto-split) is
+    handed only the narrow interface of :mod:`engine.services` it needs. After
+    :meth:`close`, every public method raises :class:`~engine.errors.EngineClosedError`.
+    """
 
     def __init__(
         self,
@@ -68,35 +68,55 @@ class Engine:
         background_nice: int = DEFAULT_BACKGROUND_NICE,
     ) -> None:
         self.path = Path(path)
-        self._auto_split: AutoSplitter | None = None
         self.region = region
         self.map_size_bytes = map_size_bytes
         self.wal_segment_bytes = wal_segment_bytes
-        self._lock = threading.RLock()
-        self._tables: dict[str, Table] = {}
-        self._partitions: dict[str, dict[str, Partition]] = {}
         self._closed = False
+        self._close_lock = threading.Lock()
+        # Everything close() releases starts as None, so a failed open can close what it
+        # had opened (LMDB allows one handle per environment per process: a leaked one
+        # would make the next open of this directory in the process fail).
+        self._catalog: Catalog | None = None
+        self._tables: TableSet | None = None
+        self._replicas: ReplicaManager | None = None
+        self._auto_split: AutoSplitter | None = None
+        self.backups: BackupManager | None = None
+        self.restores: RestoreManager | None = None
+        try:
+            self._open(backup_store, max_backups_in_flight, backup_parallelism,
+                       backup_compression_level, auto_split_bytes, background_nice)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, backup_store, max_backups_in_flight, backup_parallelism,
+              backup_compression_level, auto_split_bytes, background_nice) -> None:
         (self.path / "tables").mkdir(parents=True, exist_ok=True)
-        self.catalog = Catalog(self.path / "system")
-        self._repartitioner = Repartitioner(self)
-        self._replicas = ReplicaManager(self)
-        self._interrupted_restores: list[dict] = []
-        self._recover_tables()
+        self._catalog = Catalog(self.path / "system")
+        tables = self._tables = TableSet(self.path, self._catalog,
+                                         map_size_bytes=self.map_size_bytes,
+                                         wal_segment_bytes=self.wal_segment_bytes)
+        locks = TableLocks()
+        self._replicas = ReplicaManager(tables, locks)
+        self._repartitioner = Repartitioner(tables, locks, self._replicas.forget_partition)
+        interrupted_restores = self._recover_tables()
         if backup_store is None:
             backup_store = LocalStore(self.path.parent / "backups")
         elif isinstance(backup_store, (str, Path)):
             backup_store = open_store(str(backup_store))
         self.backup_store: ObjectStore = backup_store
         self.backups = BackupManager(
-            self, backup_store, max_in_flight=max_backups_in_flight,
-            parallelism=backup_parallelism, compression_level=backup_compression_level,
-            nice=background_nice,
+            tables, self._catalog, backup_store, region=self.region,
+            work_root=self.path / "backup-work", replicas=self._replicas,
+            max_in_flight=max_backups_in_flight, parallelism=backup_parallelism,
+            compression_level=backup_compression_level, nice=background_nice,
         )
         self.backups.recover()
-        self.restores = RestoreManager(self, parallelism=max(2, backup_parallelism))
-        self.restores.recover(self._interrupted_restores)
+        self.restores = RestoreManager(tables, self._catalog, self.backups, backup_store,
+                                       parallelism=max(2, backup_parallelism))
+        self.restores.recover(interrupted_restores)
         if auto_split_bytes is not None:
-            self._auto_split = AutoSplitter(self, auto_split_bytes)
+            self._auto_split = AutoSplitter(tables, self._repartitioner.split, auto_split_bytes)
 
     @classmethod
     def open(cls, path: str | Path, **options: Any) -> Engine:
@@ -109,6 +129,9 @@ class Engine:
         ``auto_split_bytes`` (split any partition whose LMDB pages in use exceed it; off by
         default), ``background_nice`` (nice increment of backup threads, default 10, so
         requests win the CPU; 0 = same priority).
+
+        A failed open (a corrupt WAL record, say) closes everything it had opened before
+        raising, so the same directory can be opened again in this process once repaired.
         """
         return cls(Path(path), **options)
 
@@ -118,52 +141,34 @@ class Engine:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @property
+    def catalog(self) -> Catalog:
+        """The system catalog (tables and backups records)."""
+        self._check_open()
+        return self._catalog
+
     # ------------------------------------------------------------------ recovery
-    def _recover_tables(self) -> None:
-        for record in self.catalog.list_tables():
+    def _recover_tables(self) -> list[dict]:
+        """Open every ACTIVE table; finish interrupted drops; return the restores that a
+        crash or shutdown interrupted (resumed once the backup catalog is up — see
+        engine.backup.restore_manager)."""
+        tables = self._tables
+        interrupted = []
+        for record in tables.records():
             if record["status"] == "CREATING" and record.get("restore"):
-                # A restore in progress: resumed (or marked FAILED) once the backup
-                # catalog is up — see engine.backup.restore_manager.
-                self._interrupted_restores.append(record)
+                interrupted.append(record)
                 continue
             if record["status"] == "FAILED":
                 continue  # a failed restore: described, deletable, never opened
             if record["status"] in ("CREATING", "DELETING"):
                 # Never acknowledged (CREATING) or already being dropped: finish the drop.
-                self._drop_files(record)
-                self.catalog.delete_table(record["name"])
+                tables.drop_files(record)
+                tables.delete_record(record["name"])
                 continue
-            if cleanup_stray_dirs(self._table_dir(record), record):  # SPEC §10 crash safety
-                self.catalog.put_table(record)
-            self._open_table(record)
+            tables.clean_stray_dirs(record)  # SPEC §10 crash safety
+            tables.open_table(record)
             self._replicas.recover(record)
-
-    def _table_dir(self, record: dict) -> Path:
-        return self.path / "tables" / record["table_id"]
-
-    def _open_table(self, record: dict) -> Table:
-        schema = KeySchema.from_json(record["key_schema"], record["partitioning"])
-        pmap = PartitionMap.from_json(record["partition_map"])
-        partitions = {
-            interval.partition_id: Partition(
-                partition_dir(self._table_dir(record), record, interval.partition_id),
-                partition_id=interval.partition_id,
-                table_name=record["name"],
-                sync=record["sync"],
-                map_size=self.map_size_bytes,
-                segment_bytes=self.wal_segment_bytes,
-            )
-            for interval in pmap
-        }
-        table = Table(record["name"], schema, pmap, partitions)
-        self._tables[record["name"]] = table
-        self._partitions[record["name"]] = partitions
-        return table
-
-    def _drop_files(self, record: dict) -> None:
-        for directory in all_dirs_outside(self._table_dir(record), record):
-            shutil.rmtree(directory, ignore_errors=True)  # moved partitions, replicas
-        shutil.rmtree(self._table_dir(record), ignore_errors=True)
+        return interrupted
 
     # ------------------------------------------------------------------ tables
     def create_table(
@@ -190,8 +195,9 @@ class Engine:
                 f"sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}"
             )
         boundaries = self._initial_boundaries(schema, partitions, split_points)
-        with self._lock:
-            if self.catalog.get_table(name) is not None:
+        tables = self._tables
+        with tables.lock:
+            if self._catalog.get_table(name) is not None:
                 raise TableAlreadyExistsException(f"Table already exists: {name}")
             partition_ids = [f"p{index:04d}" for index in range(len(boundaries))]
             pmap = build_map(partition_ids, boundaries)
@@ -206,11 +212,11 @@ class Engine:
                 "sync": sync,
                 "created_at": time.time(),
             }
-            self.catalog.put_table(record)
-            self._open_table(record)
+            tables.put_record(record)
+            tables.open_table(record)
             record["status"] = "ACTIVE"
-            self.catalog.put_table(record)
-            return self._describe(record)
+            tables.put_record(record)
+            return tables.describe(record)
 
     @staticmethod
     def _initial_boundaries(
@@ -240,73 +246,48 @@ class Engine:
             )
         return [b""] + [tag + bytes([start]) for start in starts]
 
-    def _record(self, name: str) -> dict:
-        record = self.catalog.get_table(name) if isinstance(name, str) else None
-        if record is None:
-            raise TableNotFoundException(f"Table not found: {name}")
-        return record
-
-    def _describe(self, record: dict) -> dict:
-        table = self._tables.get(record["name"])
-        count, size = table.stats() if table is not None else (0, 0)
-        description = {
-            "name": record["name"],
-            "table_id": record["table_id"],
-            "status": record["status"],
-            "key_schema": [tuple(pair) for pair in record["key_schema"]],
-            "partitioning": record["partitioning"],
-            "partitions": len(record["partition_map"]),
-            "partition_map": record["partition_map"],
-            "sync": record["sync"],
-            "item_count": count,
-            "size_bytes": size,
-            "created_at": record["created_at"],
-        }
-        if record.get("failure_reason"):
-            description["failure_reason"] = record["failure_reason"]
-        if record.get("restore"):  # restored from a backup (engine.backup.restore_manager)
-            description["restore"] = dict(record["restore"])
-            progress = self.restores.restore_progress(record["name"]) if hasattr(
-                self, "restores") else None
+    def describe_table(self, name: str) -> dict:
+        self._check_open()
+        description = self._tables.describe(self._tables.record(name))
+        if "restore" in description:
+            progress = self.restores.restore_progress(name)
             if progress is not None:
                 description["restore"]["progress"] = progress
         return description
 
-    def describe_table(self, name: str) -> dict:
-        self._check_open()
-        return self._describe(self._record(name))
-
     def list_tables(self) -> list[str]:
         self._check_open()
-        return sorted(record["name"] for record in self.catalog.list_tables())
+        return sorted(record["name"] for record in self._tables.records())
 
     def table(self, name: str) -> Table:
         """The :class:`Table` handle for ``name`` (TableNotFoundException if none)."""
         self._check_open()
-        table = self._tables.get(name)
-        if table is None:
-            raise TableNotFoundException(f"Table not found: {name}")
-        return table
+        return self._tables.table(name)
+
+    def table_directory(self, name: str) -> Path:
+        """Where the table's partitions live (``<data>/tables/<table_id>``; moved
+        partitions and replicas may live on other volumes, see ``describe_replicas``)."""
+        self._check_open()
+        return self._tables.table_dir(self._tables.record(name))
 
     def delete_table(self, name: str) -> dict:
         """Drop a table and its files; returns its last description with status DELETING."""
         self._check_open()
-        with self._lock:
-            record = self._record(name)
+        tables = self._tables
+        with tables.lock:
+            record = tables.record(name)
             if record["status"] not in ("ACTIVE", "FAILED"):
                 raise ResourceInUseException(
                     f"Table {name} is {record['status']}: wait until it is ACTIVE"
                 )
             self._check_deletable(record)
-            description = self._describe(record)
+            description = tables.describe(record)
             record["status"] = "DELETING"
-            self.catalog.put_table(record)
-            self._tables.pop(name, None)
+            tables.put_record(record)
             self._replicas.forget_table(name)
-            for partition in self._partitions.pop(name, {}).values():
-                partition.close()
-            self._drop_files(record)
-            self.catalog.delete_table(name)
+            tables.close_table(name)
+            tables.drop_files(record)
+            tables.delete_record(name)
         description["status"] = "DELETING"
         return description
 
@@ -334,7 +315,15 @@ class Engine:
 
     def describe_backup(self, backup_id: str) -> dict:
         self._check_open()
-        return self.backups.describe_backup(backup_id)
+        description = self.backups.describe_backup(backup_id)
+        # Restores and copies of it in progress (engine.backup.restore_manager).
+        if description["copies_in_progress"]:
+            description["copy_progress"] = self.restores.copy_progress(backup_id)
+        if description["restores_in_progress"]:
+            description["restore_progress"] = {
+                name: self.restores.restore_progress(name)
+                for name in description["restores_in_progress"]}
+        return description
 
     def list_backups(self, table: str | None = None, start: float | None = None,
                      end: float | None = None, limit: int | None = None,
@@ -423,6 +412,17 @@ class Engine:
         self._check_open()
         self._replicas.remove(table, replica_id)
 
+    def replica(self, table: str, replica_id: str) -> Replica:
+        """The :class:`~engine.replica.Replica` handle (its applied LSN, lag, status)."""
+        self._check_open()
+        return self._replicas.get(table, replica_id)
+
+    @property
+    def auto_splitter(self) -> AutoSplitter | None:
+        """The auto-split service when opened with ``auto_split_bytes`` (its ``splits``
+        count and ``last_error``), else None."""
+        return self._auto_split
+
     def describe_replicas(self, table: str) -> list[dict]:
         """Each replica of the table: partition, directory, status, applied LSN and lag."""
         self._check_open()
@@ -431,26 +431,26 @@ class Engine:
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:
         if self._closed:
-            raise ValidationException("the engine is closed")
+            raise EngineClosedError()
 
     def close(self) -> None:
-        """Flush every WAL, sync every environment and close. Idempotent."""
-        if getattr(self, "_auto_split", None) is not None:
+        """Flush every WAL, sync every environment and close. Idempotent; afterwards every
+        public method raises :class:`~engine.errors.EngineClosedError`. Also what a failed
+        open calls, so each step tolerates the parts that were never built."""
+        if self._auto_split is not None:
             self._auto_split.close()  # before the lock: a split in flight takes it
-        if not self._closed and hasattr(self, "restores"):
+        if self.restores is not None and not self._closed:
             # Before taking the lock: a finishing restore thread needs it to open its table.
             self.restores.close()
-        with self._lock:
+        with self._close_lock:
             if self._closed:
                 return
             self._closed = True
-            if hasattr(self, "backups"):
-                self.backups.close()
-            if hasattr(self, "_replicas"):
-                self._replicas.close()  # keeps its WAL holds: the partitions close after
-            for partitions in self._partitions.values():
-                for partition in partitions.values():
-                    partition.close()
-            self._partitions.clear()
-            self._tables.clear()
-            self.catalog.close()
+        if self.backups is not None:
+            self.backups.close()
+        if self._replicas is not None:
+            self._replicas.close()  # keeps its WAL holds: the partitions close after
+        if self._tables is not None:
+            self._tables.close()
+        if self._catalog is not None:
+            self._catalog.close()

@@ -37,7 +37,7 @@ from typing import Any
 import lmdb
 
 from . import _reads, _walframe
-from .errors import CorruptionError, LimitExceededException
+from .errors import CorruptionError, EngineClosedError, lmdb_error
 from .pagegaps import clear_copy_page_gaps
 from .wal import DEFAULT_SEGMENT_BYTES, WriteAheadLog
 
@@ -61,25 +61,32 @@ def open_environment(path: Path, *, map_size: int = DEFAULT_MAP_SIZE, readonly: 
     ``sync=False``: LMDB does not fsync on commit — durability comes from the WAL, and
     the environment is synced explicitly at checkpoints before WAL segments are deleted.
     """
-    path.mkdir(parents=True, exist_ok=True) if not readonly else None
-    env = lmdb.open(
-        str(path),
-        subdir=True,
-        map_size=map_size,
-        max_dbs=4,
-        max_readers=1024,
-        sync=False,
-        metasync=False,
-        readonly=readonly,
-        lock=not readonly,
-        writemap=WRITEMAP and not readonly,
-    )
-    if readonly:
-        items = env.open_db(ITEMS_DB, create=False)
-        meta = env.open_db(META_DB, create=False)
-    else:
-        items = env.open_db(ITEMS_DB)
-        meta = env.open_db(META_DB)
+    if not readonly:
+        path.mkdir(parents=True, exist_ok=True)
+    try:
+        env = lmdb.open(
+            str(path),
+            subdir=True,
+            map_size=map_size,
+            max_dbs=4,
+            max_readers=1024,
+            sync=False,
+            metasync=False,
+            readonly=readonly,
+            lock=not readonly,
+            writemap=WRITEMAP and not readonly,
+        )
+    except lmdb.Error as err:
+        raise lmdb_error(err, what="opening the LMDB environment", path=path) from err
+    try:
+        items = env.open_db(ITEMS_DB, create=not readonly)
+        meta = env.open_db(META_DB, create=not readonly)
+    except BaseException as err:
+        env.close()
+        if isinstance(err, lmdb.Error):
+            raise lmdb_error(err, what="opening the items and meta databases",
+                             path=path) from err
+        raise
     return env, items, meta
 
 
@@ -233,18 +240,29 @@ class Partition:
         self._holds: dict[int, int] = {}  # hold id -> oldest LSN it still needs
         self._hold_ids = itertools.count(1)
         self._closed = False
-        self._retired = False  # set under the write lock by engine.repartition
+        self._retired = False  # see retire()
         self.env, self.items_db, self.meta_db = open_environment(
             self.directory / "lmdb", map_size=map_size
         )
-        self.wal = WriteAheadLog(
-            self.directory / "wal", partition_name=self.name, sync=sync,
-            segment_bytes=segment_bytes,
-        )
-        applied = read_applied_lsn(self.env, self.meta_db)
-        replayed = apply_records(
-            self.env, self.items_db, self.meta_db, self.wal.recover(applied), source=self.name
-        )
+        self.wal: WriteAheadLog | None = None
+        try:
+            self.wal = WriteAheadLog(
+                self.directory / "wal", partition_name=self.name, sync=sync,
+                segment_bytes=segment_bytes,
+            )
+            applied = read_applied_lsn(self.env, self.meta_db)
+            replayed = apply_records(
+                self.env, self.items_db, self.meta_db, self.wal.recover(applied),
+                source=self.name,
+            )
+        except BaseException:
+            # A failed open (a corrupt WAL record, say) closes what it opened: LMDB allows
+            # one handle per environment per process, so a leaked one would make every
+            # later open of this partition in the process fail.
+            if self.wal is not None:
+                self.wal.close()
+            self.env.close()
+            raise
         self.applied_lsn = max(applied, replayed)
         # Point reads reuse a read transaction per thread until the next commit.
         self.read_cache = _reads.ReadCache(self.env, self.items_db)
@@ -292,12 +310,10 @@ class Partition:
                 self.wal.append(_walframe.encode_ops(ops))
                 txn.commit()
                 self.read_cache.committed()  # cached read snapshots are stale now
-            except lmdb.MapFullError as err:
+            except lmdb.Error as err:
                 txn.abort()
-                raise LimitExceededException(
-                    f"partition {self.name} is full (map size {self.map_size >> 20} MiB): "
-                    "reopen the engine with a larger map_size_bytes or split the partition"
-                ) from err
+                raise lmdb_error(err, what=f"writing (map size {self.map_size >> 20} MiB)",
+                                 partition=self.name, path=self.directory) from err
             except BaseException:
                 txn.abort()
                 raise
@@ -332,12 +348,14 @@ class Partition:
         return self.read_cache.get(key)
 
     def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
+        self._check_open()
         with self.env.begin(db=self.items_db) as txn:
             return [txn.get(key) for key in keys]
 
     @contextmanager
     def reader(self):
         """A read snapshot (LMDB read transaction) on the items database."""
+        self._check_open()
         txn = self.env.begin(db=self.items_db, buffers=False)
         try:
             yield txn
@@ -369,6 +387,7 @@ class Partition:
         """Yield (key, value) with ``lo <= key < hi`` in key order (or reversed)."""
         own = txn is None
         if own:
+            self._check_open()
             txn = self.env.begin(db=self.items_db)
         try:
             cursor = txn.cursor(db=self.items_db)
@@ -401,6 +420,7 @@ class Partition:
 
     def stats(self) -> tuple[int, int]:
         """(item count, bytes of LMDB pages in use)."""
+        self._check_open()
         with self.env.begin() as txn:
             stat = txn.stat(self.items_db)
         pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
@@ -438,7 +458,22 @@ class Partition:
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:
         if self._closed:
-            raise CorruptionError("partition is closed", partition=self.name)
+            raise EngineClosedError(
+                f"partition {self.name} is closed (its engine was closed): open the engine "
+                "again with Engine.open")
+
+    # ------------------------------------------------------------------ repartitioning
+    def block_writes(self) -> None:
+        """Take the write lock until :meth:`unblock_writes` (a split's final phase)."""
+        self._write_lock.acquire()
+
+    def unblock_writes(self) -> None:
+        self._write_lock.release()
+
+    def retire(self) -> None:
+        """Mark the partition replaced (call while :meth:`block_writes` holds the lock):
+        writers that waited on it get :class:`PartitionRetired` and route again."""
+        self._retired = True
 
     def close(self) -> None:
         with self._write_lock:

@@ -19,10 +19,10 @@ partition(s) plus WAL catch-up — followed by a short final phase:
 5. *cleanup*: the old directories go, ``pending_dirs`` is cleared.
 
 Crash safety: before the commit the catalog still has the old map, after it the new one;
-:func:`cleanup_stray_dirs` (run when a table is opened) deletes whatever directory the
-map in force does not use. Old partition objects are not closed: readers that routed to
-them before the switch finish on their open LMDB environment, which the garbage collector
-closes later (the files are already unlinked).
+:func:`engine.table_dirs.cleanup_stray_dirs` (run when a table is opened) deletes whatever
+directory the map in force does not use. Old partition objects are not closed: readers
+that routed to them before the switch finish on their open LMDB environment, which the
+garbage collector closes later (the files are already unlinked).
 
 Test hook: ``TESSERA_REPARTITION_CRASH_AT=<point>`` SIGKILLs the process at ``point``
 (``after_intent``, ``after_copy``, ``locked``, ``before_commit``, ``after_commit``,
@@ -37,6 +37,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +49,7 @@ from .volumes import fsync_dir, writable_volume
 from .wal_tail import WalTail
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .services import OpenTables, PartitionedTables, PartitionLocks
 
 CRASH_POINT_ENV = "TESSERA_REPARTITION_CRASH_AT"
 FINAL_LAG_RECORDS = 512  # catch up without locks until the new partitions lag this little
@@ -68,50 +69,6 @@ def _pace(step_started: float) -> None:
 def _crash_point(point: str) -> None:
     if os.environ.get(CRASH_POINT_ENV) == point:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-# ---------------------------------------------------------------------- directories
-def partition_dir(table_dir: Path, record: dict, partition_id: str) -> Path:
-    """Where a partition lives: its recorded volume directory, else ``<table dir>/<pid>``."""
-    recorded = record.get("partition_dirs", {}).get(partition_id)
-    return Path(recorded) if recorded else table_dir / partition_id
-
-
-def live_dirs(table_dir: Path, record: dict) -> set[str]:
-    """Absolute paths of every directory the record in force uses (partitions, replicas)."""
-    live = {
-        os.path.abspath(partition_dir(table_dir, record, entry["partition_id"]))
-        for entry in record.get("partition_map", [])
-    }
-    live.update(os.path.abspath(replica["dir"]) for replica in record.get("replicas", []))
-    return live
-
-
-def all_dirs_outside(table_dir: Path, record: dict) -> list[Path]:
-    """Directories of the table outside its table directory (moved partitions, replicas,
-    pending work): what dropping the table must delete besides the table directory."""
-    inside = os.path.abspath(table_dir) + os.sep
-    paths = live_dirs(table_dir, record) | {os.path.abspath(p) for p in record.get("pending_dirs", [])}
-    return [Path(p) for p in sorted(paths) if not p.startswith(inside)]
-
-
-def cleanup_stray_dirs(table_dir: Path, record: dict) -> bool:
-    """Delete directories left by an interrupted split/merge/move (the losing side).
-
-    Returns True if ``record`` changed (its ``pending_dirs`` were cleared) and must be
-    written back.
-    """
-    live = live_dirs(table_dir, record)
-    for path in record.get("pending_dirs", []):
-        if os.path.abspath(path) not in live:
-            shutil.rmtree(path, ignore_errors=True)
-    if table_dir.is_dir():
-        for child in table_dir.iterdir():
-            if child.is_dir() and os.path.abspath(child) not in live:
-                shutil.rmtree(child, ignore_errors=True)
-    changed = bool(record.get("pending_dirs"))
-    record["pending_dirs"] = []
-    return changed
 
 
 # ---------------------------------------------------------------------- building blocks
@@ -222,28 +179,48 @@ def median_key(partition: Partition) -> bytes | None:
 
 
 # ---------------------------------------------------------------------- the coordinator
-class Repartitioner:
-    """Split, merge and move for one engine; one operation per table at a time."""
+class TableLocks:
+    """One repartitioning or replica change per table at a time: the lock of each table,
+    shared by the :class:`Repartitioner` and the replica service
+    (:class:`~engine.services.PartitionLocks`)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self) -> None:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def _table_lock(self, name: str) -> threading.Lock:
+    def table_lock(self, name: str) -> threading.Lock:
+        """The lock that serialises repartitioning and replica changes of one table."""
         with self._guard:
             return self._locks.setdefault(name, threading.Lock())
 
     def busy(self, table_name: str) -> bool:
-        """True while a split, merge or move of the table runs."""
+        """True while a split, merge, move or replica change of the table runs."""
         with self._guard:
             lock = self._locks.get(table_name)
         return lock is not None and lock.locked()
 
+
+class Repartitioner:
+    """Split, merge and move for one engine; one operation per table at a time.
+
+    ``forget_replicas(table, partition_id)`` drops the replicas of a partition that a
+    split, merge or move replaced (the replica service's ``forget_partition``).
+    """
+
+    def __init__(self, tables: PartitionedTables, locks: PartitionLocks,
+                 forget_replicas: Callable[[str, str], None]) -> None:
+        self.tables = tables
+        self.locks = locks
+        self.forget_replicas = forget_replicas
+
+    def busy(self, table_name: str) -> bool:
+        """True while a split, merge or move of the table runs."""
+        return self.locks.busy(table_name)
+
     # ------------------------------------------------------------------ public ops
     def split(self, table_name: str, partition_id: str, at: Any = None) -> list[str]:
-        with self._table_lock(table_name):
-            table = self.engine.table(table_name)
+        with self.locks.table_lock(table_name):
+            table = self.tables.table(table_name)
             interval, partition = self._find(table_name, partition_id)
             if at is None:
                 split_key = median_key(partition)
@@ -276,7 +253,7 @@ class Repartitioner:
                 shutil.copyfile(left.directory / "lmdb" / "data.mdb",
                                 right.directory / "lmdb" / "data.mdb")
                 for new, lo, hi in ((left, split_key, None), (right, b"", split_key)):
-                    new.open(self.engine.map_size_bytes)
+                    new.open(self.tables.map_size_bytes)
                     _delete_range(new.env, new.items_db, lo, hi)
                 left.sources.append(_Source(partition, reached, (interval.start, split_key)))
                 right.sources.append(_Source(partition, reached, (split_key, interval.end)))
@@ -285,7 +262,7 @@ class Repartitioner:
             return self._repartition(table_name, [partition_id], 2, None, build)
 
     def merge(self, table_name: str, left_id: str, right_id: str) -> str:
-        with self._table_lock(table_name):
+        with self.locks.table_lock(table_name):
             left_interval, left = self._find(table_name, left_id)
             right_interval, right = self._find(table_name, right_id)
             if left_interval.end != right_interval.start:
@@ -300,7 +277,7 @@ class Repartitioner:
                     PartitionInterval(new_ids[0], left_interval.start, right_interval.end), dirs[0]
                 )
                 left_lsn = left.export_copy(merged.directory / "lmdb")
-                merged.open(self.engine.map_size_bytes)
+                merged.open(self.tables.map_size_bytes)
                 with right.snapshot() as snapshot:
                     cursor = snapshot.txn.cursor(db=right.items_db)
                     items = cursor.iternext() if cursor.first() else iter(())
@@ -320,7 +297,7 @@ class Repartitioner:
             return self._repartition(table_name, [left_id, right_id], 1, None, build)[0]
 
     def move(self, table_name: str, partition_id: str, volume_dir: str | Path) -> str:
-        with self._table_lock(table_name):
+        with self.locks.table_lock(table_name):
             interval, partition = self._find(table_name, partition_id)
             volume = writable_volume(
                 volume_dir, f"move partition {partition_id} of table {table_name}")
@@ -329,7 +306,7 @@ class Repartitioner:
                 moved = _NewPartition(PartitionInterval(new_ids[0], interval.start, interval.end),
                                       dirs[0])
                 reached = partition.export_copy(moved.directory / "lmdb")
-                moved.open(self.engine.map_size_bytes)
+                moved.open(self.tables.map_size_bytes)
                 moved.sources.append(_Source(partition, reached))
                 return [moved]
 
@@ -337,8 +314,8 @@ class Repartitioner:
 
     # ------------------------------------------------------------------ shared steps
     def _find(self, table_name: str, partition_id: str) -> tuple[PartitionInterval, Partition]:
-        table = self.engine.table(table_name)
-        pmap, partitions = table._routing
+        table = self.tables.table(table_name)
+        pmap, partitions = table.routing
         for index, interval in enumerate(pmap):
             if interval.partition_id == partition_id:
                 return interval, partitions[index]
@@ -348,10 +325,10 @@ class Repartitioner:
         )
 
     def _repartition(self, table_name, old_ids, new_count, volume, build) -> list[str]:
-        engine = self.engine
-        table = engine.table(table_name)
-        record = engine._record(table_name)
-        table_dir = engine._table_dir(record)
+        tables = self.tables
+        table = tables.table(table_name)
+        record = tables.record(table_name)
+        table_dir = tables.table_dir(record)
         seq = record["next_partition_seq"]
         new_ids = [f"p{seq + offset:04d}" for offset in range(new_count)]
         if volume is None:
@@ -364,8 +341,7 @@ class Repartitioner:
             current["pending_dirs"] = current.get("pending_dirs", []) + [str(d) for d in dirs]
             return current
 
-        with engine._lock:
-            engine.catalog.update("table", table_name, intent)
+        tables.update_record(table_name, intent)
         _crash_point("after_intent")
 
         old_partitions = [self._find(table_name, pid)[1] for pid in old_ids]
@@ -383,18 +359,14 @@ class Repartitioner:
             for new in builds:
                 new.env.sync(True)  # most of the data, before the locks: the final sync is short
             for partition in old_partitions:  # old_ids are in key order: no lock cycles
-                partition._write_lock.acquire()
+                partition.block_writes()
                 locked.append(partition)
             _crash_point("locked")
             for new in builds:
                 new.catch_up(locked=True)
                 new.finish()
             for new in builds:
-                opened.append(Partition(
-                    new.directory, partition_id=new.partition_id, table_name=table_name,
-                    sync=record["sync"], map_size=engine.map_size_bytes,
-                    segment_bytes=engine.wal_segment_bytes,
-                ))
+                opened.append(tables.new_partition(new.directory, new.partition_id, record))
                 fsync_dir(new.directory)
                 fsync_dir(new.directory.parent)
             new_map = self._new_map(table.partition_map, old_ids, [n.interval for n in builds])
@@ -403,14 +375,14 @@ class Repartitioner:
             self._commit(table_name, table_dir, old_ids, builds, new_map, old_dirs)
             committed = True
             _crash_point("after_commit")
-            partitions = dict(engine._partitions[table_name])
+            partitions = tables.partitions(table_name)
             for pid in old_ids:
                 partitions.pop(pid)
             partitions.update({p.partition_id: p for p in opened})
-            engine._partitions[table_name] = partitions
+            tables.install_partitions(table_name, partitions)
             table.swap_routing(new_map, partitions)
             for partition in old_partitions:
-                partition._retired = True
+                partition.retire()
         except BaseException:
             if not committed:
                 for partition in opened:
@@ -422,14 +394,14 @@ class Repartitioner:
             raise
         finally:
             for partition in locked:
-                partition._write_lock.release()
+                partition.unblock_writes()
             for partition, hold in holds:
                 partition.release_wal(hold)
             if not committed:
                 self._clear_pending(table_name)
         _crash_point("after_swap")
         for partition in old_partitions:
-            engine._replicas.forget_partition(table_name, partition.partition_id)
+            self.forget_replicas(table_name, partition.partition_id)
             partition.wal.close()
             shutil.rmtree(partition.directory, ignore_errors=True)
         self._clear_pending(table_name)
@@ -464,8 +436,7 @@ class Repartitioner:
                                    if r["partition_id"] not in old_ids]
             return current
 
-        with self.engine._lock:
-            self.engine.catalog.update("table", table_name, switch)
+        self.tables.update_record(table_name, switch)
 
     def _clear_pending(self, table_name: str) -> None:
         def clear(current):
@@ -474,8 +445,7 @@ class Repartitioner:
             current["pending_dirs"] = []
             return current
 
-        with self.engine._lock:
-            self.engine.catalog.update("table", table_name, clear)
+        self.tables.update_record(table_name, clear)
 
 
 class AutoSplitter:
@@ -483,12 +453,14 @@ class AutoSplitter:
     median key, checking every ``interval_seconds`` (the seed: repartition on crossing a
     size threshold). Off unless the engine is opened with ``auto_split_bytes``."""
 
-    def __init__(self, engine: Engine, threshold_bytes: int, interval_seconds: float = 1.0) -> None:
+    def __init__(self, tables: OpenTables, split: Callable[[str, str], Any],
+                 threshold_bytes: int, interval_seconds: float = 1.0) -> None:
         if not isinstance(threshold_bytes, int) or threshold_bytes < 1:
             raise ValidationException(
                 f"auto_split_bytes must be a positive integer, got {threshold_bytes!r}"
             )
-        self.engine = engine
+        self.tables = tables
+        self.split = split
         self.threshold_bytes = threshold_bytes
         self.interval_seconds = interval_seconds
         self.splits = 0
@@ -499,14 +471,14 @@ class AutoSplitter:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_seconds):
-            for name, table in list(self.engine._tables.items()):
-                for interval, partition in zip(*table._routing, strict=True):
+            for name, table in self.tables.open_tables():
+                for interval, partition in zip(*table.routing, strict=True):
                     if self._stop.is_set():
                         return
                     if partition.stats()[1] <= self.threshold_bytes:
                         continue
                     try:
-                        self.engine.split_partition(name, interval.partition_id)
+                        self.split(name, interval.partition_id)
                         self.splits += 1
                     except Exception as err:  # noqa: BLE001 - retried next round, reported
                         self.last_error = f"{name}/{interval.partition_id}: {err}"

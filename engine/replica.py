@@ -38,7 +38,7 @@ from .volumes import writable_volume
 from .wal_tail import WalTail
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .services import PartitionedTables, PartitionLocks
 
 POLL_SECONDS = 0.005  # how often an idle follower looks at the WAL
 HOLD_ADVANCE_SECONDS = 0.5  # how often the replica syncs and moves its WAL hold
@@ -226,16 +226,18 @@ class ReplicaSnapshot:
 
 
 class ReplicaManager:
-    """The engine's replicas, by table. Catalog changes go through the engine's lock."""
+    """The engine's replicas, by table. Catalog changes go through the table set's lock;
+    one repartitioning or replica change per table at a time (``locks``)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, tables: PartitionedTables, locks: PartitionLocks) -> None:
+        self.tables = tables
+        self.locks = locks
         self._replicas: dict[str, dict[str, Replica]] = {}
         self._lock = threading.RLock()
 
     def recover(self, record: dict) -> None:
         """Reopen the replicas a table's record lists (engine open): catch up from the WAL."""
-        partitions = self.engine._partitions[record["name"]]
+        partitions = self.tables.partitions(record["name"])
         for entry in record.get("replicas", []):
             partition = partitions.get(entry["partition_id"])
             if partition is None:
@@ -247,19 +249,19 @@ class ReplicaManager:
     def add(self, table_name: str, partition_id: str, volume_dir: str | Path) -> dict:
         # One repartitioning or replica change per table at a time: a split finishing
         # while we copy would leave the new replica following a retired partition.
-        with self.engine._repartitioner._table_lock(table_name):
+        with self.locks.table_lock(table_name):
             return self._add(table_name, partition_id, volume_dir)
 
     def _add(self, table_name: str, partition_id: str, volume_dir: str | Path) -> dict:
-        engine = self.engine
-        engine.table(table_name)
-        partition = engine._partitions[table_name].get(partition_id)
+        tables = self.tables
+        tables.table(table_name)
+        partition = tables.partitions(table_name).get(partition_id)
         if partition is None:
             raise ValidationException(
                 f"table {table_name} has no partition {partition_id!r}"
             )
         volume = writable_volume(volume_dir, f"place a replica of {table_name}/{partition_id}")
-        record = engine._record(table_name)
+        record = tables.record(table_name)
         replica_id = f"{partition_id}-r{uuid.uuid4().hex[:8]}"
         directory = volume.resolve() / record["table_id"] / replica_id
 
@@ -275,14 +277,12 @@ class ReplicaManager:
             })
             return current
 
-        with engine._lock:
-            engine.catalog.update("table", table_name, intent)
+        tables.update_record(table_name, intent)
         replica = Replica(table_name, partition, replica_id, directory)
         try:
             replica.create()
             replica.start()
-            with engine._lock:
-                engine.catalog.update("table", table_name, commit)
+            tables.update_record(table_name, commit)
         except BaseException:
             replica.stop(release_hold=True)
             shutil.rmtree(directory, ignore_errors=True)
@@ -304,8 +304,7 @@ class ReplicaManager:
                                    if r["replica_id"] != replica_id]
             return current
 
-        with self.engine._lock:
-            self.engine.catalog.update("table", table_name, drop)
+        self.tables.update_record(table_name, drop)
         replica.stop(release_hold=True)
         shutil.rmtree(replica.directory, ignore_errors=True)
 
@@ -342,7 +341,7 @@ class ReplicaManager:
         return None
 
     def describe(self, table_name: str) -> list[dict]:
-        self.engine.table(table_name)
+        self.tables.table(table_name)
         with self._lock:
             replicas = list(self._replicas.get(table_name, {}).values())
         return sorted((r.describe() for r in replicas),

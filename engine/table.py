@@ -106,6 +106,12 @@ class Table:
         return self._reader.routing
 
     @property
+    def routing(self) -> tuple[PartitionMap, list[Partition]]:
+        """The partition map and its open partitions, in map order: one consistent
+        snapshot (for repartitioning and auto-split, which must not see half a change)."""
+        return self._reader.routing
+
+    @property
     def partition_map(self) -> PartitionMap:
         return self._routing[0]
 

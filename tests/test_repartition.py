@@ -156,7 +156,7 @@ def test_split_merge_move_keep_every_acknowledged_write_once(engine, tmp_path):
     record = engine.catalog.get_table("Repart")
     assert record["partition_dirs"][moved].startswith(str((tmp_path / "volume").resolve()))
     assert record["pending_dirs"] == []
-    table_dir = engine._table_dir(record)
+    table_dir = engine.table_directory("Repart")
     assert sorted(os.listdir(table_dir)) == sorted([b, "p0001"])
     # And after a restart, from the catalog.
     engine.close()
@@ -207,7 +207,7 @@ def test_bad_calls_change_nothing(engine, tmp_path):
     after = engine.catalog.get_table("Repart")
     assert after["next_partition_seq"] == record["next_partition_seq"] + 2
     assert after["pending_dirs"] == []
-    assert sorted(os.listdir(engine._table_dir(after))) == sorted(ids)
+    assert sorted(os.listdir(engine.table_directory("Repart"))) == sorted(ids)
     check_table(table, model)
 
 
@@ -254,7 +254,7 @@ def test_sigkill_during_repartition_gives_old_or_new_map(tmp_path, op, point):
             assert version <= found[key] <= version + 1, key
         record = engine.catalog.get_table("Repart")
         assert record["pending_dirs"] == []
-        table_dir = engine._table_dir(record)
+        table_dir = engine.table_directory("Repart")
         inside = [pid for pid in ids if pid not in record.get("partition_dirs", {})]
         assert sorted(os.listdir(table_dir)) == sorted(inside)
         if volume.exists():
@@ -321,7 +321,7 @@ def test_delete_table_is_refused_while_a_split_runs(engine, monkeypatch):
 
 def test_auto_split_past_a_size_threshold(tmp_path):
     with Engine.open(tmp_path / "data", auto_split_bytes=256 << 10, **OPTIONS) as engine:
-        engine._auto_split.interval_seconds = 0.05
+        engine.auto_splitter.interval_seconds = 0.05
         table, model = make_table(engine, partitions=1, items=0)
         table.batch_write(puts=[{"pk": f"k{n % 13}", "sk": n, "v": "z" * 300}
                                 for n in range(3000)])
@@ -329,8 +329,8 @@ def test_auto_split_past_a_size_threshold(tmp_path):
         deadline = time.monotonic() + 20
         while len(table.partition_map) < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(table.partition_map) >= 4, engine._auto_split.last_error
+        assert len(table.partition_map) >= 4, engine.auto_splitter.last_error
         items = list(table.iter_items())
         assert len(items) == len(model) == 3000
     with Engine.open(tmp_path / "data", **OPTIONS) as engine:  # off by default
-        assert engine._auto_split is None
+        assert engine.auto_splitter is None

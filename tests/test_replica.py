@@ -20,13 +20,13 @@ OPTIONS = {"wal_segment_bytes": 1 << 16, "map_size_bytes": 1 << 30}
 
 
 def replica_items(engine, table_name, replica_id) -> list[tuple[bytes, bytes]]:
-    replica = engine._replicas.get(table_name, replica_id)
+    replica = engine.replica(table_name, replica_id)
     with replica.env.begin(db=replica.items_db) as txn:
         return list(txn.cursor())
 
 
 def wait_caught_up(engine, table_name, replica_id) -> None:
-    replica = engine._replicas.get(table_name, replica_id)
+    replica = engine.replica(table_name, replica_id)
     assert replica.wait_for(replica.partition.applied_lsn, timeout=30), replica.describe()
 
 
@@ -73,13 +73,13 @@ CRASH_CHILD = textwrap.dedent("""
     import os, signal, sys
     from engine import Engine
     engine = Engine.open(sys.argv[1], wal_segment_bytes=1 << 16, map_size_bytes=1 << 30)
-    replica = engine._replicas.get("Replicated", sys.argv[2])
+    replica = engine.replica("Replicated", sys.argv[2])
     replica._stop.set()          # the replica falls behind ...
     replica._thread.join()
     table = engine.table("Replicated")
     for n in range(3000):        # ... while the WAL rolls over many 64 KiB segments
         table.put_item({"pk": "c", "sk": n, "v": "y" * 100})
-    print(engine._partitions["Replicated"]["p0000"].applied_lsn, flush=True)
+    print(engine.table("Replicated").partitions[0].applied_lsn, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 """)
 
@@ -100,7 +100,7 @@ def test_replica_catches_up_after_restart_and_sigkill(tmp_path):
     assert child.returncode == -signal.SIGKILL, child.stderr
     crashed_lsn = int(child.stdout.split()[0])
     with Engine.open(data_dir, **OPTIONS) as engine:
-        partition = engine._partitions["Replicated"]["p0000"]
+        partition = engine.table("Replicated").partitions[0]
         assert partition.applied_lsn == crashed_lsn
         wait_caught_up(engine, "Replicated", replica_id)
         assert replica_items(engine, "Replicated", replica_id) == list(
@@ -157,7 +157,7 @@ def test_backup_sourced_from_a_replica(engine, tmp_path, monkeypatch):
     table = engine.table("Replicated")
     table.batch_write(puts=[{"pk": f"k{n % 7}", "sk": n, "v": n} for n in range(400)])
     info = engine.add_replica("Replicated", "p0000", tmp_path / "volume")
-    replica = engine._replicas.get("Replicated", info["replica_id"])
+    replica = engine.replica("Replicated", info["replica_id"])
     replica.stop(release_hold=False)  # behind the partition: the backup must catch up
     table.batch_write(puts=[{"pk": f"k{n % 7}", "sk": n, "v": -n} for n in range(400, 600)])
     copies = []

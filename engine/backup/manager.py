@@ -17,12 +17,14 @@ import secrets
 import shutil
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import (
     BackupInUseException,
     BackupNotFoundException,
     CorruptionError,
+    EngineClosedError,
     LimitExceededException,
     ObjectNotFoundError,
     StoreError,
@@ -35,7 +37,8 @@ from .create import BackupRun
 from .manifest import BackupManifest, manifest_key
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..catalog import Catalog
+    from ..services import OpenTables, ReplicaSource
 
 _BACKUP_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 DEFAULT_MAX_IN_FLIGHT = 4
@@ -58,30 +61,42 @@ def new_backup_id(region: str) -> str:
 
 
 class BackupManager:
-    """Owned by an :class:`~engine.Engine`; its public methods are the engine's backup API."""
+    """Owned by an :class:`~engine.Engine`; its public methods are the engine's backup API.
+
+    It reaches tables only through ``tables`` (:class:`~engine.services.OpenTables`) and
+    replicas through ``replicas``; restores and copies read backups through the public
+    :meth:`record`, :meth:`read_manifest` and :attr:`lock` (the
+    :class:`~engine.services.BackupCatalog` protocol).
+    """
 
     def __init__(
         self,
-        engine: Engine,
+        tables: OpenTables,
+        catalog: Catalog,
         store: ObjectStore,
         *,
+        region: str,
+        work_root: Path,
+        replicas: ReplicaSource,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         parallelism: int = DEFAULT_PARALLELISM,
         compression_level: int = 3,
         threads_per_partition: int | None = None,
         nice: int = DEFAULT_BACKGROUND_NICE,
     ) -> None:
-        self.engine = engine
+        self.tables = tables
+        self.region = region
+        self.replicas = replicas
         self.nice = nice
-        self.catalog = engine.catalog
+        self.catalog = catalog
         self.store = store
         self.max_in_flight = max_in_flight
         self.parallelism = parallelism
         self.compression_level = compression_level
         self.threads_per_partition = (default_zstd_threads(parallelism)
                                       if threads_per_partition is None else threads_per_partition)
-        self.work_root = engine.path / "backup-work"
-        self._lock = threading.RLock()
+        self.work_root = work_root
+        self.lock = threading.RLock()
         self._runs: dict[str, BackupRun] = {}
         self._closed = False
 
@@ -119,13 +134,13 @@ class BackupManager:
 
     def _recover_creating(self, record: dict) -> None:
         backup_id = record["backup_id"]
-        manifest = self._read_manifest(backup_id, missing_ok=True)
+        manifest = self.load_manifest(backup_id, missing_ok=True)
         if manifest is not None:
             self._mark_available(backup_id, manifest)
             return
         self.store.delete_prefix(f"{backup_id}/")  # objects without a manifest: not a backup
-        table = self.engine._tables.get(record["table_name"])
-        if table is None or self.engine.catalog.get_table(record["table_name"])["table_id"] != record["table_id"]:
+        table = self.tables.current_table(record["table_name"], record["table_id"])
+        if table is None:
             self._mark_failed(backup_id, "the source table was dropped while the backup ran")
             return
         record["resumed"] = record.get("resumed", 0) + 1
@@ -146,7 +161,7 @@ class BackupManager:
                 f"invalid backup name {backup_name!r}: use 3 to 255 characters of letters, "
                 "digits, '_', '-' and '.'"
             )
-        with self._lock:
+        with self.lock:
             self._check_open()
             table_record = self.catalog.get_table(table_name) if isinstance(table_name, str) else None
             if table_record is None:
@@ -167,13 +182,13 @@ class BackupManager:
                     f"{len(self._runs)} backups are in progress, the limit is "
                     f"{self.max_in_flight}; retry when one finishes"
                 )
-            table = self.engine.table(table_name)
+            table = self.tables.table(table_name)
             record = {
-                "backup_id": new_backup_id(self.engine.region),
+                "backup_id": new_backup_id(self.region),
                 "backup_name": backup_name,
                 "table_name": table_name,
                 "table_id": table_record["table_id"],
-                "region": self.engine.region,
+                "region": self.region,
                 "key_schema": table_record["key_schema"],
                 "partitioning": table_record["partitioning"],
                 "sync": table_record["sync"],
@@ -202,7 +217,7 @@ class BackupManager:
             record, table, self.store, self.work_root / record["backup_id"],
             parallelism=self.parallelism, level=self.compression_level,
             threads_per_partition=self.threads_per_partition,
-            replica_source=(self.engine._replicas.snapshot_for
+            replica_source=(self.replicas.snapshot_for
                             if record.get("source") == "replica" else None),
         )
 
@@ -234,7 +249,7 @@ class BackupManager:
         else:
             self._mark_available(run.backup_id, manifest)
         finally:
-            with self._lock:
+            with self.lock:
                 self._runs.pop(run.backup_id, None)
 
     def _mark_available(self, backup_id: str, manifest: BackupManifest) -> None:
@@ -258,7 +273,7 @@ class BackupManager:
         self.catalog.update("backup", backup_id, change)
 
     # ------------------------------------------------------------------ read
-    def _record(self, backup_id: str) -> dict:
+    def record(self, backup_id: str) -> dict:
         record = self.catalog.get_backup(backup_id) if isinstance(backup_id, str) else None
         if record is None:
             raise BackupNotFoundException(f"Backup not found: {backup_id}")
@@ -277,13 +292,6 @@ class BackupManager:
         description["restores_in_progress"] = list(record.get("restores_in_progress") or [])
         description["copies_in_progress"] = list(record.get("copies_in_progress") or [])
         description["copies"] = list(record.get("copies") or [])
-        restores = getattr(self.engine, "restores", None)
-        if restores is not None and description["copies_in_progress"]:
-            description["copy_progress"] = restores.copy_progress(record["backup_id"])
-        if restores is not None and description["restores_in_progress"]:
-            description["restore_progress"] = {
-                name: restores.restore_progress(name)
-                for name in description["restores_in_progress"]}
         run = self._runs.get(record["backup_id"])
         if run is not None:
             description["partitions"] = [p.to_json() for p in run.progress.values()]
@@ -292,7 +300,7 @@ class BackupManager:
         return description
 
     def describe_backup(self, backup_id: str) -> dict:
-        return self._describe(self._record(backup_id))
+        return self._describe(self.record(backup_id))
 
     def list_backups(
         self,
@@ -335,12 +343,14 @@ class BackupManager:
                 return description
 
     def read_manifest(self, backup_id: str) -> BackupManifest:
-        record = self._record(backup_id)
+        record = self.record(backup_id)
         if record["status"] != "AVAILABLE":
             raise BackupInUseException(f"Backup {backup_id} is {record['status']}, not AVAILABLE")
-        return self._read_manifest(backup_id)
+        return self.load_manifest(backup_id)
 
-    def _read_manifest(self, backup_id: str, *, missing_ok: bool = False) -> BackupManifest | None:
+    def load_manifest(self, backup_id: str, *, missing_ok: bool = False) -> BackupManifest | None:
+        """The stored manifest, whatever the record's status (CorruptionError if it is
+        missing, or None with ``missing_ok``)."""
         key = manifest_key("", backup_id)
         try:
             data = self.store.get(key)
@@ -353,9 +363,9 @@ class BackupManager:
     # ------------------------------------------------------------------ delete
     def delete_backup(self, backup_id: str) -> dict:
         """Delete a backup's objects and record; returns its description (DELETING)."""
-        with self._lock:
+        with self.lock:
             self._check_open()
-            record = self._record(backup_id)
+            record = self.record(backup_id)
             if record["status"] in ("CREATING", "DELETING"):
                 raise BackupInUseException(
                     f"Backup {backup_id} is {record['status']}: wait until it is AVAILABLE or FAILED"
@@ -378,7 +388,7 @@ class BackupManager:
     # ------------------------------------------------------------------ table hooks
     def backing_up(self, table_name: str) -> str | None:
         """The id of the backup of ``table_name`` in progress, if any."""
-        with self._lock:
+        with self.lock:
             for run in self._runs.values():
                 if run.record["table_name"] == table_name:
                     return run.backup_id
@@ -387,11 +397,11 @@ class BackupManager:
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:
         if self._closed:
-            raise ValidationException("the engine is closed")
+            raise EngineClosedError()
 
     def close(self, timeout: float = 60.0) -> None:
         """Stop running backups (they resume on the next open) and wait for their threads."""
-        with self._lock:
+        with self.lock:
             self._closed = True
             runs = list(self._runs.values())
         for run in runs:

@@ -46,7 +46,8 @@ from .manifest import BackupManifest, manifest_key
 from .restore import RestoreCancelled, RestoreJob, plan_partition_map
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ..catalog import Catalog
+    from ..services import BackupCatalog, RestorableTables
 
 
 def read_manifest(store: ObjectStore, backup_id: str) -> BackupManifest:
@@ -88,11 +89,16 @@ class _CopyRun:
 
 class RestoreManager:
     """Owned by an :class:`~engine.Engine`; its public methods are the engine's
-    restore/copy API."""
+    restore/copy API. It sees tables through ``tables``
+    (:class:`~engine.services.RestorableTables`), backups through ``backups``
+    (:class:`~engine.services.BackupCatalog`), and records through ``catalog``."""
 
-    def __init__(self, engine: Engine, *, parallelism: int = 4) -> None:
-        self.engine = engine
-        self.catalog = engine.catalog
+    def __init__(self, tables: RestorableTables, catalog: Catalog, backups: BackupCatalog,
+                 backup_store: ObjectStore, *, parallelism: int = 4) -> None:
+        self.tables = tables
+        self.catalog = catalog
+        self.backups = backups
+        self.backup_store = backup_store
         self.parallelism = parallelism
         self._lock = threading.RLock()
         self._restores: dict[str, _RestoreRun] = {}  # target table name -> run
@@ -114,14 +120,14 @@ class RestoreManager:
             raise ValidationException(f"sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}")
         own_store = store is None
         if own_store:
-            record = self.engine.backups._record(backup_id)
+            record = self.backups.record(backup_id)
             self._check_available(record)
-            manifest = self.engine.backups._read_manifest(backup_id)
-            store = self.engine.backup_store
+            manifest = self.backups.load_manifest(backup_id)
+            store = self.backup_store
         else:
             manifest = read_manifest(store, backup_id)
         target_map = plan_partition_map(manifest, partitions, split_points)
-        with self.engine._lock, self.engine.backups._lock:
+        with self.tables.lock, self.backups.lock:
             if self.catalog.get_table(target_table) is not None:
                 raise TableAlreadyExistsException(f"Table already exists: {target_table}")
             table_record = {
@@ -141,7 +147,7 @@ class RestoreManager:
                 self._mark_in_use(backup_id, restore=target_table)
             self.catalog.put_table(table_record)
             self._launch_restore(table_record, manifest, store, own_store)
-            return self.engine._describe(table_record)
+            return self.tables.describe(table_record)
 
     @staticmethod
     def _check_available(record: dict) -> None:
@@ -152,9 +158,9 @@ class RestoreManager:
 
     def _launch_restore(self, table_record: dict, manifest: BackupManifest,
                         store: ObjectStore, own_store: bool) -> None:
-        job = RestoreJob(store, manifest, self.engine._table_dir(table_record),
+        job = RestoreJob(store, manifest, self.tables.table_dir(table_record),
                          PartitionMap.from_json(table_record["partition_map"]),
-                         map_size=self.engine.map_size_bytes, parallelism=self.parallelism)
+                         map_size=self.tables.map_size_bytes, parallelism=self.parallelism)
         run = _RestoreRun(table_record, job, own_store)
         self._restores[table_record["name"]] = run
         run.thread = threading.Thread(target=self._restore_to_end, args=(run,),
@@ -167,10 +173,10 @@ class RestoreManager:
         finished = False  # ACTIVE or FAILED: the backup is no longer in use by it
         try:
             run.job.run()
-            with self.engine._lock:
-                if self.engine._closed:
+            with self.tables.lock:
+                if self.tables.closed:
                     raise RestoreCancelled("engine closed")
-                self.engine._open_table(record)
+                self.tables.open_table(record)
                 record["status"] = "ACTIVE"
                 record["restore"]["completed_at"] = time.time()
                 if run.job.progress.partitions_kept:  # finished before an interruption
@@ -191,7 +197,7 @@ class RestoreManager:
     def _mark_table_failed(self, record: dict, reason: str) -> None:
         record["status"] = "FAILED"
         record["failure_reason"] = reason
-        with self.engine._lock:
+        with self.tables.lock:
             current = self.catalog.get_table(record["name"])
             if current is not None and current["table_id"] == record["table_id"]:
                 self.catalog.put_table(record)
@@ -207,7 +213,7 @@ class RestoreManager:
             if record is None:
                 raise TableNotFoundException(f"Table not found: {name}")
             if record["status"] != "CREATING" or time.monotonic() >= deadline:
-                return self.engine._describe(record)
+                return self.tables.describe(record)
             if run is None:
                 time.sleep(0.05)
 
@@ -218,16 +224,16 @@ class RestoreManager:
     # ------------------------------------------------------------------ copy
     def copy_backup(self, backup_id: str, destination: ObjectStore | str,
                     region: str | None = None) -> dict:
-        record = self.engine.backups._record(backup_id)
+        record = self.backups.record(backup_id)
         self._check_available(record)
-        manifest = self.engine.backups._read_manifest(backup_id)
+        manifest = self.backups.load_manifest(backup_id)
         close_destination = not isinstance(destination, ObjectStore)
         store = open_store(str(destination)) if close_destination else destination
         try:
-            if store.url == self.engine.backup_store.url:
+            if store.url == self.backup_store.url:
                 raise ValidationException(f"backup {backup_id} is already in {store.url}")
-            with self.engine.backups._lock:
-                self._check_available(self.engine.backups._record(backup_id))
+            with self.backups.lock:
+                self._check_available(self.backups.record(backup_id))
                 if any(run.backup_id == backup_id and run.destination.url == store.url
                        for run in self._copies.values()):
                     raise BackupInUseException(
@@ -245,14 +251,14 @@ class RestoreManager:
         run.thread = threading.Thread(target=self._copy_to_end, args=(copy_id, run, manifest),
                                       name=f"copy-{backup_id}", daemon=True)
         run.thread.start()
-        return {"copy_id": copy_id, "backup_id": backup_id, "source": self.engine.backup_store.url,
+        return {"copy_id": copy_id, "backup_id": backup_id, "source": self.backup_store.url,
                 "destination": store.url, "region": region, "status": "COPYING"}
 
     def _copy_to_end(self, copy_id: str, run: _CopyRun, manifest: BackupManifest) -> None:
         outcome: dict[str, Any] = {"copy_id": copy_id, "destination": run.destination.url,
                                    "region": run.region}
         try:
-            copy_backup_objects(self.engine.backup_store, run.destination, manifest,
+            copy_backup_objects(self.backup_store, run.destination, manifest,
                                 parallelism=self.parallelism, progress=run.progress)
             outcome.update(status="AVAILABLE", failure_reason=None)
         except BaseException as err:  # noqa: BLE001 - recorded on the backup
@@ -271,7 +277,7 @@ class RestoreManager:
         for run in [r for r in list(self._copies.values()) if r.backup_id == backup_id]:
             if run.thread is not None:
                 run.thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        return self.engine.backups.describe_backup(backup_id)
+        return self.backups.describe_backup(backup_id)
 
     def copy_progress(self, backup_id: str) -> dict:
         return {run.destination.url: run.progress.to_json()
@@ -309,7 +315,7 @@ class RestoreManager:
             record["in_use_by"] = _in_use_by(record)
             return record
 
-        with self.engine.backups._lock:
+        with self.backups.lock:
             self.catalog.update("backup", backup_id, change)
 
     # ------------------------------------------------------------------ recovery
@@ -320,7 +326,7 @@ class RestoreManager:
             backup_id = record["restore"]["backup_id"]
             reason = None
             if not record["restore"].get("own_store") or \
-                    record["restore"]["store"] != self.engine.backup_store.url:
+                    record["restore"]["store"] != self.backup_store.url:
                 reason = ("the restore was interrupted and its source store "
                           f"{record['restore']['store']} is not this engine's backup store; "
                           "delete this table and run the restore again")
@@ -331,17 +337,17 @@ class RestoreManager:
             manifest = None
             if reason is None:
                 try:
-                    manifest = self.engine.backups._read_manifest(backup_id)
+                    manifest = self.backups.load_manifest(backup_id)
                 except CorruptionError as err:
                     reason = f"the restore was interrupted and resuming it failed: {err}"
             if reason is not None or manifest is None:
-                self.engine._drop_files(record)
+                self.tables.drop_files(record)
                 self._mark_table_failed(record, reason or "unknown")
                 continue
             record["restore"]["resumed"] = record["restore"].get("resumed", 0) + 1
             self.catalog.put_table(record)
             resumed.add(record["name"])
-            self._launch_restore(record, manifest, self.engine.backup_store, True)
+            self._launch_restore(record, manifest, self.backup_store, True)
         for backup in self.catalog.list_backups():
             if not (backup.get("restores_in_progress") or backup.get("copies_in_progress")):
                 continue

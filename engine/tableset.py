@@ -1,0 +1,192 @@
+"""The open tables of one engine: their catalog records, partitions, directories and the
+one lock that orders changes to them.
+
+Every service (backups, restores, copies, repartitioning, replicas, auto-split) reaches
+tables only through this object, and only through the narrow interface its
+:mod:`engine.services` protocol names; :class:`~engine.Engine` composes them. Litestream's
+shape: the database's local state knows nothing of the services that read it.
+
+Thread safety: :attr:`lock` (re-entrant) guards every change of the set and every
+read-modify-write of a table's catalog record. Holders never wait on I/O of other
+partitions while they hold it, except the short open/close of one table.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .catalog import Catalog
+from .errors import EngineClosedError, TableNotFoundException
+from .keys import KeySchema
+from .partition import Partition
+from .partition_map import PartitionMap
+from .table import Table
+from .table_dirs import all_dirs_outside, cleanup_stray_dirs, partition_dir
+
+
+class TableSet:
+    """Owns the open :class:`Table` handles and their :class:`Partition` objects."""
+
+    def __init__(self, path: Path, catalog: Catalog, *, map_size_bytes: int,
+                 wal_segment_bytes: int) -> None:
+        self.path = Path(path)
+        self.catalog = catalog
+        self.map_size_bytes = map_size_bytes
+        self.wal_segment_bytes = wal_segment_bytes
+        self.lock = threading.RLock()
+        self._tables: dict[str, Table] = {}
+        self._partitions: dict[str, dict[str, Partition]] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ state
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def check_open(self) -> None:
+        """Raise :class:`EngineClosedError` once :meth:`close` ran."""
+        if self._closed:
+            raise EngineClosedError()
+
+    # ------------------------------------------------------------------ records
+    def record(self, name: str) -> dict:
+        """The catalog record of ``name``; TableNotFoundException if there is none."""
+        record = self.catalog.get_table(name) if isinstance(name, str) else None
+        if record is None:
+            raise TableNotFoundException(f"Table not found: {name}")
+        return record
+
+    def records(self) -> list[dict]:
+        return self.catalog.list_tables()
+
+    def put_record(self, record: dict) -> None:
+        self.catalog.put_table(record)
+
+    def delete_record(self, name: str) -> None:
+        self.catalog.delete_table(name)
+
+    def update_record(self, name: str, change: Callable[[dict | None], dict | None]) -> None:
+        """Read-modify-write of a table's record, under :attr:`lock`."""
+        with self.lock:
+            self.catalog.update("table", name, change)
+
+    def table_dir(self, record: dict) -> Path:
+        return self.path / "tables" / record["table_id"]
+
+    # ------------------------------------------------------------------ open tables
+    def table(self, name: str) -> Table:
+        """The open handle of ``name`` (TableNotFoundException if it is not open)."""
+        self.check_open()
+        table = self._tables.get(name)
+        if table is None:
+            raise TableNotFoundException(f"Table not found: {name}")
+        return table
+
+    def current_table(self, name: str, table_id: str) -> Table | None:
+        """The open handle of ``name`` if it is still the table ``table_id`` (not dropped
+        and re-created meanwhile), else None."""
+        table = self._tables.get(name)
+        record = self.catalog.get_table(name)
+        if table is None or record is None or record["table_id"] != table_id:
+            return None
+        return table
+
+    def open_tables(self) -> Iterator[tuple[str, Table]]:
+        """A snapshot of the open tables, by name."""
+        return iter(list(self._tables.items()))
+
+    def partitions(self, name: str) -> dict[str, Partition]:
+        """The open partitions of table ``name`` by id (a copy)."""
+        return dict(self._partitions.get(name, {}))
+
+    def install_partitions(self, name: str, partitions: dict[str, Partition]) -> None:
+        """Record the table's partitions after a split, merge or move (under :attr:`lock`)."""
+        self._partitions[name] = dict(partitions)
+
+    def new_partition(self, directory: Path, partition_id: str, record: dict) -> Partition:
+        """Open a partition of the table ``record`` with this engine's settings."""
+        return Partition(
+            directory, partition_id=partition_id, table_name=record["name"],
+            sync=record["sync"], map_size=self.map_size_bytes,
+            segment_bytes=self.wal_segment_bytes,
+        )
+
+    def open_table(self, record: dict) -> Table:
+        """Open every partition of ``record`` and register the table. On a failure the
+        partitions opened so far are closed again, so a later open in the same process
+        finds no environment already open."""
+        schema = KeySchema.from_json(record["key_schema"], record["partitioning"])
+        pmap = PartitionMap.from_json(record["partition_map"])
+        partitions: dict[str, Partition] = {}
+        try:
+            for interval in pmap:
+                pid = interval.partition_id
+                partitions[pid] = self.new_partition(
+                    partition_dir(self.table_dir(record), record, pid), pid, record)
+            table = Table(record["name"], schema, pmap, partitions)
+        except BaseException:
+            for partition in partitions.values():
+                partition.close()
+            raise
+        with self.lock:
+            self._tables[record["name"]] = table
+            self._partitions[record["name"]] = partitions
+        return table
+
+    def clean_stray_dirs(self, record: dict) -> None:
+        """Delete the directories an interrupted split/merge/move left (SPEC §10)."""
+        if cleanup_stray_dirs(self.table_dir(record), record):
+            self.catalog.put_table(record)
+
+    def close_table(self, name: str) -> None:
+        """Forget the table's handle and close its partitions (its files stay)."""
+        with self.lock:
+            self._tables.pop(name, None)
+            partitions = self._partitions.pop(name, {})
+        for partition in partitions.values():
+            partition.close()
+
+    def drop_files(self, record: dict) -> None:
+        """Delete every directory of the table: moved partitions, replicas, the table's."""
+        for directory in all_dirs_outside(self.table_dir(record), record):
+            shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(self.table_dir(record), ignore_errors=True)
+
+    # ------------------------------------------------------------------ descriptions
+    def describe(self, record: dict) -> dict:
+        """The engine's description of a table (``Engine.describe_table``)."""
+        table = self._tables.get(record["name"])
+        count, size = table.stats() if table is not None else (0, 0)
+        description = {
+            "name": record["name"],
+            "table_id": record["table_id"],
+            "status": record["status"],
+            "key_schema": [tuple(pair) for pair in record["key_schema"]],
+            "partitioning": record["partitioning"],
+            "partitions": len(record["partition_map"]),
+            "partition_map": record["partition_map"],
+            "sync": record["sync"],
+            "item_count": count,
+            "size_bytes": size,
+            "created_at": record["created_at"],
+        }
+        if record.get("failure_reason"):
+            description["failure_reason"] = record["failure_reason"]
+        if record.get("restore"):  # restored from a backup (engine.backup.restore_manager)
+            description["restore"] = dict(record["restore"])
+        return description
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close every partition. Idempotent; later calls to :meth:`table` raise
+        :class:`EngineClosedError`."""
+        with self.lock:
+            self._closed = True
+            partitions = [p for table in self._partitions.values() for p in table.values()]
+            self._partitions.clear()
+            self._tables.clear()
+        for partition in partitions:
+            partition.close()
