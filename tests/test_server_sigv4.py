@@ -137,10 +137,54 @@ def test_small_clock_skew_accepted():
     assert verify(signed(when=slightly_old)) == "AKIDEXAMPLE"
 
 
-def test_wrong_service_and_optional_region_check():
+def test_wrong_service_and_region():
     assert code_of(signed(service="s3")) == "InvalidSignatureException"
-    assert verify(signed(region="eu-west-1")) == "AKIDEXAMPLE"
+    # The server's region is enforced by default (us-east-1) and when named.
+    assert code_of(signed(region="eu-west-1")) == "InvalidSignatureException"
     assert code_of(signed(region="eu-west-1"), region="us-east-1") == "InvalidSignatureException"
+    assert verify(signed(region="eu-west-1"), region="eu-west-1") == "AKIDEXAMPLE"
+    assert verify(signed(region="eu-west-1"), region=None) == "AKIDEXAMPLE"
+
+
+def _without_from_signed(request, header: str):
+    """The request with ``header`` dropped from SignedHeaders (still sent, so unsigned)."""
+    method, path, query, headers, body = request
+
+    def strip(value: str) -> str:
+        names = value.split("SignedHeaders=")[1].split(",")[0]
+        kept = ";".join(n for n in names.split(";") if n != header)
+        return value.replace(f"SignedHeaders={names}", f"SignedHeaders={kept}")
+
+    return method, path, query, [(k, strip(v) if k.lower() == "authorization" else v)
+                                 for k, v in headers], body
+
+
+@pytest.mark.parametrize("header,shown", [
+    ("x-amz-target", "X-Amz-Target"), ("content-type", "Content-Type"),
+    ("x-amz-date", "X-Amz-Date"), ("x-amz-security-token", "X-Amz-Security-Token"),
+])
+def test_headers_that_must_be_signed(header, shown):
+    request = signed(extra_headers={"X-Amz-Security-Token": "token"})
+    with pytest.raises(AuthError) as caught:
+        verify(_without_from_signed(request, header))
+    assert caught.value.code == "IncompleteSignatureException"
+    assert caught.value.message == f"'{shown}' must be a 'SignedHeader' in the AWS Authorization."
+
+
+def test_signed_header_missing_from_request():
+    method, path, query, headers, body = signed(extra_headers={"X-Custom": "1"})
+    headers = [(k, v) for k, v in headers if k.lower() != "x-custom"]
+    with pytest.raises(AuthError, match="'x-custom' is named as a SignedHeader, but it does "
+                       "not exist") as caught:
+        verify((method, path, query, headers, body))
+    assert caught.value.code == "IncompleteSignatureException"
+
+
+def test_unsigned_headers_outside_x_amz_are_allowed():
+    # botocore leaves user-agent and x-amzn-trace-id unsigned: they must not be required.
+    method, path, query, headers, body = signed()
+    headers = [*headers, ("User-Agent", "test"), ("X-Amzn-Trace-Id", "Root=1-abc")]
+    assert verify((method, path, query, headers, body)) == "AKIDEXAMPLE"
 
 
 @pytest.mark.parametrize(
@@ -167,7 +211,10 @@ def test_x_amz_date_must_be_signed_and_present():
 
 
 def test_content_sha256_header_must_match_body():
-    method, path, query, headers, body = signed()
     for declared in ("UNSIGNED-PAYLOAD", "0" * 64):
-        with_hash = [*headers, ("x-amz-content-sha256", declared)]
-        assert code_of((method, path, query, with_hash, body)) == "InvalidSignatureException"
+        request = signed(extra_headers={"X-Amz-Content-Sha256": declared})
+        assert code_of(request) == "InvalidSignatureException"
+    # Sent but not signed: refused like any unsigned x-amz-* header.
+    method, path, query, headers, body = signed()
+    with_hash = [*headers, ("x-amz-content-sha256", "0" * 64)]
+    assert code_of((method, path, query, with_hash, body)) == "IncompleteSignatureException"

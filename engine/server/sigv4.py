@@ -1,20 +1,24 @@
 """Verify AWS Signature Version 4 on incoming requests (the header form DynamoDB clients use).
 
 The canonical request, string to sign and signing key follow AWS's "Create a signed AWS API
-request" page, as botocore's ``SigV4Auth`` builds them. Failures raise :class:`AuthError`
-carrying DynamoDB's error code and message:
+request" page, as botocore's ``SigV4Auth`` builds them. What AWS enforces, this enforces
+(each failure an :class:`AuthError` carrying DynamoDB's error code, HTTP 400):
 
 - no ``Authorization`` header -> ``MissingAuthenticationTokenException``
-- a malformed one (no Credential/SignedHeaders/Signature, bad scope, unsigned ``host``
-  or ``x-amz-date``, no date header) -> ``IncompleteSignatureException``
+- a malformed one (no Credential/SignedHeaders/Signature, a bad scope, no ``X-Amz-Date``),
+  or one that leaves unsigned a header that must be signed -> ``IncompleteSignatureException``.
+  Must be signed: ``host``, ``x-amz-date``, ``content-type`` when present, and every
+  ``x-amz-*`` header present — above all ``x-amz-target``, which names the operation: a
+  signature that did not cover it could be replayed as any other operation (a GetItem
+  resent as DeleteItem). A name in SignedHeaders that the request lacks is refused too.
 - an access key not in the credentials -> ``UnrecognizedClientException``
-- a signature that does not match, a body that does not match ``x-amz-content-sha256``,
-  or a request date more than 15 minutes from the server clock -> ``InvalidSignatureException``
+- a signature that does not match (the body is hashed into it, so a changed body fails
+  here), an ``x-amz-content-sha256`` that is not the body's hash, a credential scope naming
+  another region than this server's or another service than ``dynamodb``, or a request
+  date more than 15 minutes from the server clock ("Signature expired" / "Signature not
+  yet current", as AWS words them) -> ``InvalidSignatureException``
 
-All are HTTP 400, as DynamoDB answers them. Signatures are compared with
-:func:`hmac.compare_digest`. The credential scope's region is not checked against the
-server's region unless ``region`` is given (local endpoints are often addressed with
-whatever region the client has configured); the service must be ``dynamodb``.
+Signatures are compared with :func:`hmac.compare_digest`.
 """
 
 from __future__ import annotations
@@ -92,15 +96,24 @@ def _canonical_query(query_string: str) -> str:
     return "&".join(f"{key}={value}" for key, value in pairs)
 
 
+def _display_name(header: str) -> str:
+    """``x-amz-target`` -> ``X-Amz-Target``, as AWS names headers in its messages."""
+    return "-".join(part.capitalize() for part in header.split("-"))
+
+
 class SigV4Verifier:
-    """Checks requests against ``credentials``: access key id -> secret access key."""
+    """Checks requests against ``credentials``: access key id -> secret access key.
+
+    ``region`` is the region a credential scope must name (this server's); ``None``
+    accepts any (for tests of the signature arithmetic alone, never the server's use).
+    """
 
     def __init__(
         self,
         credentials: Mapping[str, str],
         *,
         service: str = "dynamodb",
-        region: str | None = None,
+        region: str | None = "us-east-1",
         max_skew: dt.timedelta = MAX_CLOCK_SKEW,
     ) -> None:
         self.credentials = dict(credentials)
@@ -165,20 +178,24 @@ class SigV4Verifier:
                 "SignedHeaders must be lower-case names in sorted order. "
                 f"SignedHeaders={parameters['SignedHeaders']}",
             )
-        if "host" not in signed_headers:
+        signed_set = frozenset(signed_headers)
+        if "host" not in signed_set:
             raise AuthError(
                 "IncompleteSignatureException",
-                "'Host' must be a signed header. Authorization=" + auth,
+                "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.",
             )
+        # AWS: "The host header and any x-amz-* headers that you plan to add to the request
+        # must be included in the signed headers"; content-type too, since it is sent.
+        for name in sorted(header_values):
+            if name not in signed_set and (name.startswith("x-amz-") or name == "content-type"):
+                raise AuthError(
+                    "IncompleteSignatureException",
+                    f"'{_display_name(name)}' must be a 'SignedHeader' in the AWS Authorization.",
+                )
 
         # Request time: x-amz-date (signed), else Date.
         if "x-amz-date" in header_values:
             amz_date = header_values["x-amz-date"][0].strip()
-            if "x-amz-date" not in signed_headers:
-                raise AuthError(
-                    "IncompleteSignatureException",
-                    "'X-Amz-Date' must be a signed header. Authorization=" + auth,
-                )
             try:
                 request_time = dt.datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(
                     tzinfo=dt.timezone.utc
@@ -208,7 +225,8 @@ class SigV4Verifier:
         if self.region is not None and scope_region != self.region:
             raise AuthError(
                 "InvalidSignatureException",
-                f"Credential should be scoped to a valid region, not '{scope_region}'. ",
+                f"Credential should be scoped to a valid region, not '{scope_region}'. "
+                f"(this server's region is '{self.region}')",
             )
 
         if access_key not in self.credentials:
@@ -250,8 +268,9 @@ class SigV4Verifier:
             values = header_values.get(name)
             if values is None:
                 raise AuthError(
-                    "InvalidSignatureException",
-                    f"{_BAD_SIGNATURE} (signed header {name!r} is not in the request)",
+                    "IncompleteSignatureException",
+                    f"'{name}' is named as a SignedHeader, but it does not exist in the HTTP "
+                    "request.",
                 )
             canonical_headers.append(f"{name}:{','.join(' '.join(v.split()) for v in values)}\n")
         canonical_request = "\n".join(
