@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _keycodec
 from .backup.manager import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARALLELISM, BackupManager
 from .backup.restore_manager import RestoreManager
 from .catalog import Catalog
@@ -31,8 +30,9 @@ from .errors import (
     ValidationException,
 )
 from .keys import KeySchema, validate_table_name
+from .layout import initial_boundaries
 from .partition import DEFAULT_MAP_SIZE
-from .partition_map import build_map, hash_boundaries
+from .partition_map import build_map
 from .priority import DEFAULT_BACKGROUND_NICE
 from .repartition import AutoSplitter, Repartitioner, TableLocks
 from .replica import Replica, ReplicaManager
@@ -40,8 +40,6 @@ from .store import LocalStore, ObjectStore, open_store
 from .table import Table
 from .tableset import TableSet
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_POLICIES
-
-MAX_PARTITIONS = 4096
 
 
 class Engine:
@@ -194,7 +192,7 @@ class Engine:
             raise ValidationException(
                 f"sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}"
             )
-        boundaries = self._initial_boundaries(schema, partitions, split_points)
+        boundaries = initial_boundaries(schema, partitions, split_points)
         tables = self._tables
         with tables.lock:
             if self._catalog.get_table(name) is not None:
@@ -217,34 +215,6 @@ class Engine:
             record["status"] = "ACTIVE"
             tables.put_record(record)
             return tables.describe(record)
-
-    @staticmethod
-    def _initial_boundaries(
-        schema: KeySchema, partitions: int, split_points: Sequence[Any] | None
-    ) -> list[bytes]:
-        if not isinstance(partitions, int) or isinstance(partitions, bool) or not (
-            1 <= partitions <= MAX_PARTITIONS
-        ):
-            raise ValidationException(
-                f"partitions must be an integer from 1 to {MAX_PARTITIONS}, got {partitions!r}"
-            )
-        if schema.hashed:
-            if split_points is not None:
-                raise ValidationException("split_points apply to range partitioning only")
-            return hash_boundaries(partitions)
-        if split_points is not None:
-            encoded = [schema.partition_prefix(value) for value in split_points]
-            if encoded != sorted(set(encoded)):
-                raise ValidationException("split_points must be distinct and in ascending order")
-            return [b""] + encoded
-        tag = _keycodec.encode_key({"S": "a", "N": 0, "B": b"a"}[schema.partition_type],
-                                   schema.partition_type)[:1]
-        starts = sorted({index * 256 // partitions for index in range(1, partitions)})
-        if len(starts) != partitions - 1:
-            raise ValidationException(
-                "more than 256 range partitions need explicit split_points"
-            )
-        return [b""] + [tag + bytes([start]) for start in starts]
 
     def describe_table(self, name: str) -> dict:
         self._check_open()

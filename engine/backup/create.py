@@ -177,7 +177,7 @@ class BackupRun:
                         failure = err
                         self.cancel_event.set()
             if failure is not None:
-                if self.table.partition_map is not self.partition_map and not self._closing:
+                if self.table.partition_map is not self.partition_map and not self.closing:
                     self.cancel_event.clear()
                     raise PartitionSetChanged() from failure
                 raise failure
@@ -208,11 +208,11 @@ class BackupRun:
             raise PartitionExportFailed(f"writing the backup manifest failed: {err}") from err
         return manifest
 
-    _closing = False
+    closing = False  #: cancelled by an engine shutdown (resumes on the next open)
 
     def _should_stop(self) -> bool:
         return self.cancel_event.is_set() or self.table.partition_map is not self.partition_map
 
     def cancel(self, *, closing: bool = False) -> None:
-        self._closing = closing
+        self.closing = closing
         self.cancel_event.set()

@@ -238,7 +238,7 @@ class BackupManager:
         try:
             manifest = run.run()
         except BaseException as err:  # noqa: BLE001 - every failure becomes FAILED(reason)
-            if run._closing:
+            if run.closing:
                 pass  # shutdown: the record stays CREATING and resumes on the next open
             else:
                 # Objects first, so a FAILED backup never shows leftovers; if the store is
