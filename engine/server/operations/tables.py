@@ -1,0 +1,177 @@
+"""CreateTable, DescribeTable, ListTables, DeleteTable, and the TableDescription shape.
+
+Tessera extensions, invisible to clients that do not use them: CreateTable reads the
+partition count and scheme from the tags ``tessera:partitions`` and
+``tessera:partitioning`` (``hash`` or ``range``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.errors import ResourceInUseException, TableAlreadyExistsException, ValidationException
+
+from .common import ServerContext, get, refuse, table_must_exist, table_name
+from .common import limit as limit_member
+
+__all__ = [
+    "create_table", "describe_table", "list_tables", "delete_table", "table_description",
+    "table_arn", "key_schema_json", "MAX_LIST_TABLES_LIMIT",
+]
+
+MAX_LIST_TABLES_LIMIT = 100
+
+
+def table_arn(ctx: ServerContext, name: str, region: str | None = None) -> str:
+    return f"arn:aws:dynamodb:{region or ctx.region}:{ctx.account_id}:table/{name}"
+
+
+
+def key_schema_json(key_schema: Any) -> list[dict]:
+    return [
+        {"AttributeName": name, "KeyType": "HASH" if position == 0 else "RANGE"}
+        for position, (name, _kind) in enumerate(key_schema)
+    ]
+
+
+
+def table_description(ctx: ServerContext, description: dict) -> dict:
+    name = description["name"]
+    created_at = description.get("created_at") or 0
+    return {
+        "TableName": name,
+        "TableStatus": description["status"],
+        "KeySchema": key_schema_json(description["key_schema"]),
+        "AttributeDefinitions": [
+            {"AttributeName": attribute, "AttributeType": kind}
+            for attribute, kind in description["key_schema"]
+        ],
+        "CreationDateTime": created_at,
+        "ItemCount": description.get("item_count") or 0,
+        "TableSizeBytes": description.get("size_bytes") or 0,
+        "TableArn": table_arn(ctx, name),
+        "TableId": description.get("table_id"),
+        "ProvisionedThroughput": {
+            "NumberOfDecreasesToday": 0,
+            "ReadCapacityUnits": 0,
+            "WriteCapacityUnits": 0,
+        },
+        "BillingModeSummary": {
+            "BillingMode": "PAY_PER_REQUEST",
+            "LastUpdateToPayPerRequestDateTime": created_at,
+        },
+        "DeletionProtectionEnabled": False,
+    }
+
+
+
+def create_table(ctx: ServerContext, request: dict) -> dict:
+    name = table_name(request)
+    refuse(request, "GlobalSecondaryIndexes", "LocalSecondaryIndexes")
+    stream = request.get("StreamSpecification")
+    if isinstance(stream, dict) and stream.get("StreamEnabled"):
+        raise ValidationException("Streams (StreamSpecification) are not supported by this server")
+    billing_mode = request.get("BillingMode")
+    if billing_mode not in (None, "PROVISIONED", "PAY_PER_REQUEST"):
+        raise ValidationException(f"Invalid BillingMode: {billing_mode}")
+    key_schema = get(request, "KeySchema", list, required=True)
+    definitions = get(request, "AttributeDefinitions", list, required=True)
+    types = {}
+    for definition in definitions:
+        if not isinstance(definition, dict) or not isinstance(definition.get("AttributeName"), str):
+            raise ValidationException(
+                "Each AttributeDefinition needs an AttributeName and an AttributeType"
+            )
+        kind = definition.get("AttributeType")
+        if kind not in ("S", "N", "B"):
+            raise ValidationException(
+                f"1 validation error detected: Value '{kind}' at 'attributeDefinitions.member.attributeType' "
+                "failed to satisfy constraint: Member must satisfy enum value set: [B, N, S]"
+            )
+        types[definition["AttributeName"]] = kind
+    if not 1 <= len(key_schema) <= 2:
+        raise ValidationException("KeySchema must have one (HASH) or two (HASH, RANGE) elements")
+    expected_roles = ["HASH", "RANGE"][: len(key_schema)]
+    schema = []
+    for element, role in zip(key_schema, expected_roles, strict=True):
+        if not isinstance(element, dict) or element.get("KeyType") != role:
+            raise ValidationException(
+                "Invalid KeySchema: The first KeySchemaElement is not a HASH key type"
+                if role == "HASH"
+                else "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type"
+            )
+        attribute = element.get("AttributeName")
+        if attribute not in types:
+            raise ValidationException(
+                "One or more parameter values were invalid: Some index key attributes are not defined in "
+                f"AttributeDefinitions. Keys: [{attribute}], AttributeDefinitions: [{', '.join(types)}]"
+            )
+        schema.append((attribute, types[attribute]))
+    if len(schema) == 2 and schema[0][0] == schema[1][0]:
+        raise ValidationException(
+            "Both the Hash Key and the Range Key element in the KeySchema have the same name"
+        )
+    if len(types) != len(schema):
+        raise ValidationException(
+            "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly "
+            "match number of attributes defined in AttributeDefinitions"
+        )
+
+    partitions = ctx.default_partitions
+    partitioning = "hash"
+    for tag in request.get("Tags") or []:
+        if not isinstance(tag, dict):
+            continue
+        if tag.get("Key") == "tessera:partitions":
+            try:
+                partitions = int(tag.get("Value"))
+            except (TypeError, ValueError):
+                raise ValidationException(
+                    f"Tag tessera:partitions must be an integer, got {tag.get('Value')!r}"
+                ) from None
+        elif tag.get("Key") == "tessera:partitioning":
+            partitioning = tag.get("Value")
+            if partitioning not in ("hash", "range"):
+                raise ValidationException(
+                    f"Tag tessera:partitioning must be 'hash' or 'range', got {partitioning!r}"
+                )
+    try:
+        description = ctx.engine.create_table(
+            name,
+            partition_key=schema[0],
+            sort_key=schema[1] if len(schema) == 2 else None,
+            partitions=partitions,
+            partitioning=partitioning,
+        )
+    except TableAlreadyExistsException as err:
+        raise ResourceInUseException(f"Table already exists: {name}") from err
+    return {"TableDescription": table_description(ctx, description)}
+
+
+def describe_table(ctx: ServerContext, request: dict) -> dict:
+    name = table_name(request)
+    with table_must_exist(name):
+        description = ctx.engine.describe_table(name)
+    return {"Table": table_description(ctx, description)}
+
+
+def list_tables(ctx: ServerContext, request: dict) -> dict:
+    start = get(request, "ExclusiveStartTableName", str)
+    limit = limit_member(request, maximum=MAX_LIST_TABLES_LIMIT) or MAX_LIST_TABLES_LIMIT
+    names = sorted(ctx.engine.list_tables())
+    if start is not None:
+        names = [name for name in names if name > start]
+    response: dict[str, Any] = {"TableNames": names[:limit]}
+    if len(names) > limit:
+        response["LastEvaluatedTableName"] = names[limit - 1]
+    return response
+
+
+def delete_table(ctx: ServerContext, request: dict) -> dict:
+    name = table_name(request)
+    with table_must_exist(name):
+        description = ctx.engine.delete_table(name)
+    description = dict(description)
+    description["status"] = "DELETING"
+    return {"TableDescription": table_description(ctx, description)}
+
