@@ -40,7 +40,7 @@ MAX_DBS = 4
 _BATCH_ITEMS = 4096
 _pack_u32 = struct.Struct(">I").pack
 # Length prefixes for every key (LMDB keys are ≤ 511 bytes) and most values.
-_LENGTH_PREFIXES = [_pack_u32(n) for n in range(1 << 16)]
+LENGTH_PREFIXES = [_pack_u32(n) for n in range(1 << 16)]
 
 
 def open_readonly(env_dir: str | os.PathLike[str]) -> lmdb.Environment:
@@ -159,7 +159,7 @@ def _checksum_env(env: lmdb.Environment) -> tuple[int, str]:
     count = 0
     parts: list[bytes] = []
     extend = parts.extend
-    prefixes = _LENGTH_PREFIXES
+    prefixes = LENGTH_PREFIXES
     limit = 4 * _BATCH_ITEMS
     try:
         with env.begin(db=items, buffers=False) as txn:

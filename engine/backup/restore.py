@@ -41,22 +41,24 @@ from typing import Any
 
 import lmdb
 
-from .._logicalsum import LmdbError
 from .._rangecopy import RangeCopy
 from ..errors import (
     ChecksumMismatchError,
     CorruptionError,
     ObjectNotFoundError,
+    StorageError,
+    StorageFullError,
     ValidationException,
 )
 from ..keys import KeySchema
+from ..layout import initial_boundaries
 from ..partition import DEFAULT_MAP_SIZE
 from ..partition_map import PartitionInterval, PartitionMap, build_map
 from ..store import ObjectStore
 from ..volumes import fsync_dir
 from .checksums import CrcCountingReader
 from .logical import (
-    _LENGTH_PREFIXES,
+    LENGTH_PREFIXES,
     logical_checksum,
     logical_checksum_of_dirs,
     open_readonly,
@@ -109,9 +111,7 @@ def plan_partition_map(
                 f"partitions={partitions} does not match {len(split_points)} split points "
                 f"({len(split_points) + 1} partitions); give one or the other")
         partitions = len(split_points) + 1
-    from ..engine import Engine  # the same boundaries create_table uses; imported late (cycle)
-
-    boundaries = Engine._initial_boundaries(schema, partitions, split_points)
+    boundaries = initial_boundaries(schema, partitions, split_points)  # as create_table
     planned = build_map([f"p{index:04d}" for index in range(len(boundaries))], boundaries)
     if _same_intervals(planned, original):
         return original  # e.g. the same hash partition count: keep the fast path
@@ -150,7 +150,7 @@ def ordered_digest(sources: Iterable[tuple[lmdb.Environment, Any]],
     hasher = threading.Thread(target=hash_chunks, name="ordered-digest", daemon=True)
     hasher.start()
     count = 0
-    prefixes = _LENGTH_PREFIXES
+    prefixes = LENGTH_PREFIXES
     try:
         for env, db in sources:
             own = hashlib.sha256() if each is not None else None
@@ -480,7 +480,9 @@ class RestoreJob:
             copier.finish()
             fsync_dir(directory)  # the new data.mdb's directory entry, as unpacking does
             return written
-        except LmdbError as err:
+        except StorageFullError:
+            raise  # not the backup's fault: the message says to raise map_size_bytes
+        except (StorageError, CorruptionError) as err:
             raise CorruptionError(f"restore of backup {self.manifest.backup_id}: writing "
                                   f"partition {target.partition_id} failed: {err}",
                                   partition=target.partition_id, path=str(directory)) from err
