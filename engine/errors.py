@@ -72,8 +72,18 @@ class LimitExceededException(TesseraError):
 
 
 class ConditionalCheckFailedException(TesseraError):
+    """A ConditionExpression did not hold. ``item`` is the item as it was when the
+    condition was checked, when the caller asked for it
+    (ReturnValuesOnConditionCheckFailure=ALL_OLD) and it existed; otherwise None."""
+
     code = "ConditionalCheckFailedException"
     http_status = 400
+
+    def __init__(
+        self, message: str = "The conditional request failed", *, item: dict | None = None
+    ) -> None:
+        super().__init__(message)
+        self.item = item
 
 
 class CorruptionError(TesseraError):

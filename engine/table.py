@@ -9,17 +9,43 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
 from . import _batchroute, _itemcodec, _reads
-from .errors import ValidationException
+from .errors import ConditionalCheckFailedException, ValidationException
+from .expressions.ast import (
+    And,
+    Between,
+    Call,
+    Compare,
+    Condition,
+    In,
+    Not,
+    Or,
+    Path,
+    Projection,
+    RemoveAction,
+    Update,
+)
+from .expressions.evaluate import check_condition, evaluate
+from .expressions.placeholders import Placeholders
+from .expressions.projection import project, project_paths
+from .expressions.tuples import condition_from_tuples, update_from_tuples
+from .expressions.update import apply_update, check_update_paths
+from .itemsize import MAX_ITEM_SIZE_BYTES, item_size
 from .keys import KeySchema
 from .partition import OP_DELETE, OP_PUT, Partition, PartitionRetired
 from .partition_map import PartitionInterval, PartitionMap
-from .updates import apply_update, check_condition
 
-MAX_ITEM_BYTES = 400 * 1024  # DynamoDB's 400 KB item limit
+MAX_ITEM_BYTES = MAX_ITEM_SIZE_BYTES  # DynamoDB's 400 KB item limit, by its size formula
+# The native batch router checks encoded lengths, not DynamoDB's item size. An item's size
+# is at most twice its encoded length (the worst case, a list of NULLs or BOOLs, costs 2
+# bytes an element by DynamoDB's formula and 1 encoded; tests/test_table_itemsize.py checks
+# the bound), so an item the router takes under half the limit is within it; larger ones
+# take the checked path, which measures them exactly.
+_NATIVE_ROUTE_MAX_ENCODED_BYTES = MAX_ITEM_SIZE_BYTES // 2
 DEFAULT_PAGE_BYTES = 1 << 20  # query/scan pages stop at 1 MB, as in DynamoDB
 # Items decoded per native call in a full scan. Small on purpose: a chunk's dicts are alive
 # together, and CPython runs a generation-0 collection every 700 live allocations, so
@@ -27,6 +53,10 @@ DEFAULT_PAGE_BYTES = 1 << 20  # query/scan pages stop at 1 MB, as in DynamoDB
 # cache (1M-item scan, best of 4: 1024 -> 850 ns/item, 128 -> 781, 64 -> 702-747, 32 -> 824).
 SCAN_CHUNK_ITEMS = 64
 RETURN_VALUES = ("NONE", "ALL_OLD", "ALL_NEW", "UPDATED_OLD", "UPDATED_NEW")
+RETURN_VALUES_ON_CONDITION_CHECK_FAILURE = ("NONE", "ALL_OLD")
+
+_CONDITION_NODES = (Compare, Between, In, And, Or, Not, Call)
+_get_item = _reads.get_item
 
 
 _DURABILITY_POOL: ThreadPoolExecutor | None = None
@@ -40,18 +70,41 @@ def _durability_pool() -> ThreadPoolExecutor:
     return _DURABILITY_POOL
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a query or scan, as DynamoDB pages them.
+
+    ``scanned_count`` items were read (Limit and the 1 MB page cap count these, before any
+    filter); ``items`` are those that passed the filter, projected. ``last_evaluated_key``
+    is the key of the last item read when the page stopped early (pass it back as
+    ``exclusive_start_key``), None when the range is exhausted. ``scanned_size_bytes`` is
+    the DynamoDB item size (:func:`engine.itemsize.item_size`) summed over the items read —
+    what read capacity is charged on — and 0 unless the page was asked to ``measure``.
+    """
+
+    items: list[dict]
+    last_evaluated_key: dict | None
+    scanned_count: int
+    scanned_size_bytes: int
+
+
 def encode_item(item: dict, *, table: str) -> bytes:
-    """Encode an item for storage, turning codec errors into ValidationException."""
+    """Encode an item for storage, turning codec errors into ValidationException and
+    refusing items over DynamoDB's 400 KB limit (measured by DynamoDB's size formula)."""
     try:
         encoded = _itemcodec.encode_item(item)
     except (ValueError, TypeError, OverflowError) as err:
         raise ValidationException(
             f"One or more parameter values were invalid in an item for table {table}: {err}"
         ) from err
-    if len(encoded) > MAX_ITEM_BYTES:
+    try:
+        size = item_size(item)
+    except TypeError:  # a form the codec accepts and the formula does not (tuples)
+        size = item_size(decode_item(encoded))
+    if size > MAX_ITEM_SIZE_BYTES:
         raise ValidationException(
-            f"Item size has exceeded the maximum allowed size of 400 KB "
-            f"(table {table}: {len(encoded)} bytes encoded)"
+            f"Item size has exceeded the maximum allowed size (table {table}: {size} bytes "
+            f"by DynamoDB's item size formula; the limit is 400 KB, {MAX_ITEM_SIZE_BYTES} bytes)"
         )
     return encoded
 
@@ -76,9 +129,118 @@ def _check_return_values(value: str, allowed: Sequence[str]) -> None:
         )
 
 
+def _check_on_failure(value: str) -> None:
+    if value not in RETURN_VALUES_ON_CONDITION_CHECK_FAILURE:
+        raise ValidationException(
+            f"ReturnValuesOnConditionCheckFailure must be NONE or ALL_OLD, got {value!r}"
+        )
+
+
 def _check_limit(limit: int | None) -> None:
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValidationException(f"Limit must be an integer of at least 1, got {limit!r}")
+
+
+def _check_condition_holds(condition: Condition, old: dict | None, on_failure: str) -> None:
+    """Raise ConditionalCheckFailedException (carrying the old item if asked) unless
+    ``condition`` holds for ``old``."""
+    if not evaluate(condition, old):
+        raise ConditionalCheckFailedException(
+            "The conditional request failed", item=old if on_failure == "ALL_OLD" else None
+        )
+
+
+class _Expressions:
+    """One call's expressions, in any of their forms, made into bound trees.
+
+    A string is parsed (:mod:`engine.expressions.parser`) and bound with the call's
+    ``names`` / ``values``; every string of the call shares one :class:`Placeholders`, so
+    :meth:`finish` reports unused placeholders once all are bound, as DynamoDB does. Bound
+    trees pass through; the older tuple forms are converted
+    (:mod:`engine.expressions.tuples`); a projection may also be a list of top-level names.
+    """
+
+    __slots__ = ("names", "values", "placeholders")
+
+    def __init__(self, names: dict | None, values: dict | None) -> None:
+        self.names = names
+        self.values = values
+        self.placeholders: Placeholders | None = None
+
+    def _bind(self, tree: Any, kind: str) -> Any:
+        from .expressions import parser  # written alongside; imported on first string use
+
+        if self.placeholders is None:
+            self.placeholders = Placeholders(self.names, self.values)
+        return parser.bind(tree, self.placeholders, kind)
+
+    def condition(self, condition: Any, kind: str = "ConditionExpression") -> Condition | None:
+        if condition is None:
+            return None
+        if isinstance(condition, str):
+            from .expressions import parser
+
+            tree = self._bind(parser.parse_condition(condition, kind), kind)
+        elif isinstance(condition, _CONDITION_NODES):
+            tree = condition
+        elif isinstance(condition, (list, tuple)):
+            tree = condition_from_tuples(condition)
+        else:
+            raise ValidationException(
+                f"a {kind} must be an expression string, a bound condition or a list of "
+                f"condition tuples, got {type(condition).__name__}"
+            )
+        if tree is not None:
+            check_condition(tree, kind=kind)
+        return tree
+
+    def update(self, update: Any) -> Update:
+        if isinstance(update, str):
+            from .expressions import parser
+
+            return self._bind(parser.parse_update(update), "UpdateExpression")
+        if isinstance(update, Update):
+            return update
+        if isinstance(update, (list, tuple)):
+            return update_from_tuples(update)
+        raise ValidationException(
+            f"an UpdateExpression must be an expression string, an Update or a list of "
+            f"update action tuples, got {type(update).__name__}"
+        )
+
+    def projection(self, projection: Any) -> Projection | None:
+        if projection is None:
+            return None
+        if isinstance(projection, str):
+            from .expressions import parser
+
+            return self._bind(parser.parse_projection(projection), "ProjectionExpression")
+        if isinstance(projection, Projection):
+            if not projection.paths:
+                raise ValidationException("a projection must list one or more paths")
+            return projection
+        names = _projection(projection)
+        return Projection(tuple(Path((name,)) for name in sorted(names)))
+
+    def finish(self) -> None:
+        """After every expression of the call: names or values no expression used are an
+        error (DynamoDB refuses them)."""
+        if self.placeholders is not None:
+            self.placeholders.check_all_used()
+        elif self.names is not None or self.values is not None:
+            given = "ExpressionAttributeNames" if self.names is not None else \
+                "ExpressionAttributeValues"
+            raise ValidationException(
+                f"{given} can only be specified when using expressions"
+            )
+
+
+def _top_names(projection: Projection) -> frozenset[str]:
+    return frozenset(path.elements[0] for path in projection.paths)
+
+
+def _is_flat(projection: Projection) -> bool:
+    return all(len(path.elements) == 1 for path in projection.paths)
 
 
 class Table:
@@ -143,20 +305,34 @@ class Table:
 
     # ------------------------------------------------------------------ single items
     def put_item(
-        self, item: dict, condition: Sequence | None = None, return_values: str = "NONE"
+        self,
+        item: dict,
+        condition: str | Condition | Sequence | None = None,
+        return_values: str = "NONE",
+        *,
+        names: dict | None = None,
+        values: dict | None = None,
+        return_values_on_condition_check_failure: str = "NONE",
     ) -> dict | None:
-        """Store ``item`` (replacing any item with the same key)."""
+        """Store ``item`` (replacing any item with the same key) if ``condition`` holds for
+        the item it replaces (None when there is none). ``condition``: an expression string
+        (placeholders from ``names`` / ``values``), a bound Condition, or condition tuples
+        (:mod:`engine.expressions.tuples`). Returns the old item for ALL_OLD."""
         _check_return_values(return_values, ("NONE", "ALL_OLD"))
+        _check_on_failure(return_values_on_condition_check_failure)
+        expressions = _Expressions(names, values)
+        tree = expressions.condition(condition)
+        expressions.finish()
         storage_key = self.schema.key_of_item(item)
         encoded = encode_item(item, table=self.name)
-        need_old = bool(condition) or return_values == "ALL_OLD"
+        need_old = tree is not None or return_values == "ALL_OLD"
+        on_failure = return_values_on_condition_check_failure
 
         def plan(get):
             old_raw = get(storage_key) if need_old else None
-            if condition:
-                check_condition(
-                    decode_item(old_raw) if old_raw is not None else None, condition, table=self.name
-                )
+            if tree is not None:
+                _check_condition_holds(
+                    tree, decode_item(old_raw) if old_raw is not None else None, on_failure)
             return [(OP_PUT, storage_key, encoded)], old_raw
 
         old_raw = self._write(storage_key, plan)
@@ -164,25 +340,52 @@ class Table:
             return decode_item(old_raw)
         return None
 
-    #: ``get_item(key, projection=None) -> dict | None``: the item with ``key`` or None.
-    #: Native (engine._reads), bound as a method: routing, one read transaction and the
-    #: decoding run without a Python frame (point reads are the hottest path). A key it
-    #: cannot route natively goes through ``schema.key_of``, which raises the precise
-    #: error; the projection is validated when the item exists.
-    get_item = _reads.get_item
+    def get_item(
+        self, key: dict, projection: str | Projection | Iterable[str] | None = None, *,
+        names: dict | None = None,
+    ) -> dict | None:
+        """The item with ``key``, or None. ``projection``: a ProjectionExpression string
+        (``#name`` placeholders from ``names``), a Projection, or top-level names.
+
+        The read itself is one native call (engine._reads: routing, one read transaction
+        and the decoding of the projected top-level attributes). A key it cannot route
+        natively goes through ``schema.key_of``, which raises the precise error."""
+        if projection is None and names is None:
+            return _get_item(self, key)
+        expressions = _Expressions(names, None)
+        tree = expressions.projection(projection)
+        expressions.finish()
+        if tree is None:
+            return _get_item(self, key)
+        item = _get_item(self, key, _top_names(tree))
+        if item is None or _is_flat(tree):
+            return item
+        return project(item, tree)
 
     def delete_item(
-        self, key: dict, condition: Sequence | None = None, return_values: str = "NONE"
+        self,
+        key: dict,
+        condition: str | Condition | Sequence | None = None,
+        return_values: str = "NONE",
+        *,
+        names: dict | None = None,
+        values: dict | None = None,
+        return_values_on_condition_check_failure: str = "NONE",
     ) -> dict | None:
+        """Delete the item with ``key`` (nothing if there is none) if ``condition`` holds."""
         _check_return_values(return_values, ("NONE", "ALL_OLD"))
+        _check_on_failure(return_values_on_condition_check_failure)
+        expressions = _Expressions(names, values)
+        tree = expressions.condition(condition)
+        expressions.finish()
         storage_key = self.schema.key_of(key)
+        on_failure = return_values_on_condition_check_failure
 
         def plan(get):
             old_raw = get(storage_key)
-            if condition:
-                check_condition(
-                    decode_item(old_raw) if old_raw is not None else None, condition, table=self.name
-                )
+            if tree is not None:
+                _check_condition_holds(
+                    tree, decode_item(old_raw) if old_raw is not None else None, on_failure)
             if old_raw is None:
                 return [], None
             return [(OP_DELETE, storage_key, None)], old_raw
@@ -195,19 +398,43 @@ class Table:
     def update_item(
         self,
         key: dict,
-        actions: Sequence,
-        condition: Sequence | None = None,
+        update: str | Update | Sequence,
+        condition: str | Condition | Sequence | None = None,
         return_values: str = "NONE",
+        *,
+        names: dict | None = None,
+        values: dict | None = None,
+        return_values_on_condition_check_failure: str = "NONE",
     ) -> dict | None:
-        """Apply update ``actions`` (see :mod:`engine.updates`), creating the item if missing."""
+        """Apply ``update`` to the item with ``key``, creating it if missing, if
+        ``condition`` holds for the item as it was.
+
+        ``update``: an UpdateExpression string, an Update, or update action tuples
+        (:mod:`engine.expressions.tuples`). An update of only REMOVE actions on a missing
+        item creates nothing (DynamoDB). ReturnValues: ALL_OLD / ALL_NEW the whole item;
+        UPDATED_OLD / UPDATED_NEW the paths the update wrote, nested as DynamoDB returns
+        them (``SET a.b = :v`` returns ``{"a": {"b": ...}}``), without paths that do not
+        exist on that side. Returns None for NONE or when there is no item to return."""
         _check_return_values(return_values, RETURN_VALUES)
+        _check_on_failure(return_values_on_condition_check_failure)
+        expressions = _Expressions(names, values)
+        update_tree = expressions.update(update)
+        tree = expressions.condition(condition)
+        expressions.finish()
+        key_names = self.schema.names
+        check_update_paths(update_tree, key_names)  # fail before taking the write lock
         storage_key = self.schema.key_of(key)
+        remove_only = all(type(action) is RemoveAction for action in update_tree.actions)
+        on_failure = return_values_on_condition_check_failure
 
         def plan(get):
             old_raw = get(storage_key)
             old = decode_item(old_raw) if old_raw is not None else None
-            check_condition(old, condition, table=self.name)
-            new, touched = apply_update(old, key, actions, self.schema.names)
+            if tree is not None:
+                _check_condition_holds(tree, old, on_failure)
+            if old is None and remove_only:
+                return [], (None, None, ())
+            new, touched = apply_update(update_tree, old, key, key_names)
             encoded = encode_item(new, table=self.name)
             return [(OP_PUT, storage_key, encoded)], (old, encoded, touched)
 
@@ -216,11 +443,12 @@ class Table:
             return None
         if return_values == "ALL_OLD":
             return old
-        new = decode_item(encoded)
-        if return_values == "ALL_NEW":
-            return new
-        source = (old or {}) if return_values == "UPDATED_OLD" else new
-        return {name: source[name] for name in touched if name in source}
+        if return_values == "UPDATED_OLD":
+            return project_paths(old, touched) if old is not None else None
+        if encoded is None:
+            return None
+        new = decode_item(encoded)  # as stored: numbers normalized
+        return new if return_values == "ALL_NEW" else project_paths(new, touched)
 
     # ------------------------------------------------------------------ batches
     def batch_write(self, puts: Iterable[dict] = (), deletes: Iterable[dict] = ()) -> None:
@@ -240,7 +468,8 @@ class Table:
             # which the checked path below either routes or rejects with the precise error.
             routed = _batchroute.route_puts(
                 puts, routed, schema.hashed, schema.partition_name, schema.partition_type,
-                schema.sort_name, schema.sort_type, pmap.starts, MAX_ITEM_BYTES, OP_PUT,
+                schema.sort_name, schema.sort_type, pmap.starts, _NATIVE_ROUTE_MAX_ENCODED_BYTES,
+                OP_PUT,
                 groups, seen)
             if routed < len(puts):
                 item = puts[routed]
@@ -278,9 +507,17 @@ class Table:
             except PartitionRetired:
                 self._write_regrouped(group)
 
-    def batch_get(self, keys: Iterable[dict], projection: Iterable[str] | None = None) -> list[dict]:
-        """The items that exist among ``keys`` (missing keys are left out)."""
-        names = _projection(projection)
+    def batch_get(
+        self, keys: Iterable[dict], projection: str | Projection | Iterable[str] | None = None,
+        *, names: dict | None = None,
+    ) -> list[dict]:
+        """The items that exist among ``keys`` (missing keys are left out), projected as
+        :meth:`get_item` projects."""
+        expressions = _Expressions(names, None)
+        tree = expressions.projection(projection)
+        expressions.finish()
+        top = _top_names(tree) if tree is not None else None
+        nested = tree is not None and not _is_flat(tree)
         pmap, partitions = self._routing
         by_partition: dict[int, list[bytes]] = {}
         for key in keys:
@@ -290,7 +527,8 @@ class Table:
         for index, storage_keys in by_partition.items():
             for raw in partitions[index].get_many(storage_keys):
                 if raw is not None:
-                    result.append(decode_item(raw, names))
+                    item = decode_item(raw, top)
+                    result.append(project(item, tree) if nested else item)
         return result
 
     # ------------------------------------------------------------------ query / scan
@@ -301,9 +539,13 @@ class Table:
         *,
         forward: bool,
         limit: int | None,
-        projection: frozenset[str] | None,
+        projection: Projection | None,
+        filter: Condition | None,
         max_page_bytes: int,
-    ) -> tuple[list[dict], dict | None]:
+        measure: bool,
+    ) -> Page:
+        """Read the key range in order until it ends, ``limit`` items were read or
+        ``max_page_bytes`` (stored bytes) were read; filter and project what was read."""
         pmap, partitions = self._routing
         indexes = [pmap.index_for(lo)]
         while indexes[-1] + 1 < len(pmap) and (
@@ -312,35 +554,57 @@ class Table:
             indexes.append(indexes[-1] + 1)
         if not forward:
             indexes.reverse()
+        # Decode only the projected top-level attributes unless the filter or the size
+        # needs the whole item; nested projections are cut from what was decoded.
+        whole = filter is not None or measure
+        decode_names = _top_names(projection) if projection is not None and not whole else None
+        reproject = projection is not None and (whole or not _is_flat(projection))
         items: list[dict] = []
-        page_bytes = 0
+        scanned = page_bytes = size_bytes = 0
         for index in indexes:
             interval: PartitionInterval = pmap.intervals[index]
             part_lo = max(lo, interval.start)
-            part_hi = hi if interval.end is None else (interval.end if hi is None else min(hi, interval.end))
-            for storage_key, raw in partitions[index].iter_range(part_lo, part_hi, reverse=not forward):
-                items.append(decode_item(raw, projection))
+            part_hi = hi if interval.end is None else (
+                interval.end if hi is None else min(hi, interval.end))
+            for storage_key, raw in partitions[index].iter_range(
+                part_lo, part_hi, reverse=not forward
+            ):
+                item = decode_item(raw, decode_names)
+                scanned += 1
                 page_bytes += len(raw)
-                if (limit is not None and len(items) >= limit) or page_bytes >= max_page_bytes:
-                    return items, self.schema.key_dict(storage_key)
-        return items, None
+                if measure:
+                    size_bytes += item_size(item)
+                if filter is None or evaluate(filter, item, kind="FilterExpression"):
+                    items.append(project(item, projection) if reproject else item)
+                if (limit is not None and scanned >= limit) or page_bytes >= max_page_bytes:
+                    return Page(items, self.schema.key_dict(storage_key), scanned, size_bytes)
+        return Page(items, None, scanned, size_bytes)
 
-    def query(
+    def query_page(
         self,
         pk_value: Any,
         sort_condition: tuple | None = None,
+        *,
         forward: bool = True,
         limit: int | None = None,
         exclusive_start_key: dict | None = None,
-        projection: Iterable[str] | None = None,
+        projection: str | Projection | Iterable[str] | None = None,
+        filter: str | Condition | Sequence | None = None,
+        names: dict | None = None,
+        values: dict | None = None,
         max_page_bytes: int = DEFAULT_PAGE_BYTES,
-    ) -> tuple[list[dict], dict | None]:
-        """Items with partition key ``pk_value`` whose sort key meets ``sort_condition``.
-
-        Returns ``(items, last_evaluated_key)``; pass the key back as
-        ``exclusive_start_key`` for the next page (``None`` when there is no more).
-        """
+        measure: bool = False,
+    ) -> Page:
+        """One page of the items with partition key ``pk_value`` whose sort key meets
+        ``sort_condition``, as DynamoDB's Query pages: ``limit`` counts items read before
+        the ``filter`` (a FilterExpression string, a Condition or condition tuples) drops
+        any, the page stops at ``max_page_bytes`` read, the projection applies after the
+        filter. ``measure`` adds up DynamoDB item sizes of the items read."""
         _check_limit(limit)
+        expressions = _Expressions(names, values)
+        filter_tree = expressions.condition(filter, "FilterExpression")
+        projection_tree = expressions.projection(projection)
+        expressions.finish()
         lo, hi = self.schema.query_range(pk_value, sort_condition)
         if exclusive_start_key is not None:
             start = self.schema.key_of(exclusive_start_key)
@@ -349,9 +613,31 @@ class Table:
             else:
                 hi = start if hi is None else min(hi, start)
         if hi is not None and lo >= hi:
-            return [], None
-        return self._collect(lo, hi, forward=forward, limit=limit,
-                             projection=_projection(projection), max_page_bytes=max_page_bytes)
+            return Page([], None, 0, 0)
+        return self._collect(lo, hi, forward=forward, limit=limit, projection=projection_tree,
+                             filter=filter_tree, max_page_bytes=max_page_bytes, measure=measure)
+
+    def query(
+        self,
+        pk_value: Any,
+        sort_condition: tuple | None = None,
+        forward: bool = True,
+        limit: int | None = None,
+        exclusive_start_key: dict | None = None,
+        projection: str | Projection | Iterable[str] | None = None,
+        max_page_bytes: int = DEFAULT_PAGE_BYTES,
+        *,
+        filter: str | Condition | Sequence | None = None,
+        names: dict | None = None,
+        values: dict | None = None,
+    ) -> tuple[list[dict], dict | None]:
+        """:meth:`query_page` as ``(items, last_evaluated_key)``; pass the key back as
+        ``exclusive_start_key`` for the next page (``None`` when there is no more)."""
+        page = self.query_page(
+            pk_value, sort_condition, forward=forward, limit=limit,
+            exclusive_start_key=exclusive_start_key, projection=projection, filter=filter,
+            names=names, values=values, max_page_bytes=max_page_bytes)
+        return page.items, page.last_evaluated_key
 
     def segment_range(self, segment: int, total_segments: int) -> tuple[bytes, bytes | None]:
         """The storage-key range of one parallel-scan segment.
@@ -380,26 +666,56 @@ class Table:
         hi = None if segment == total_segments - 1 else bound(segment + 1)
         return lo, hi
 
+    def scan_page(
+        self,
+        *,
+        limit: int | None = None,
+        exclusive_start_key: dict | None = None,
+        segment: int | None = None,
+        total_segments: int | None = None,
+        projection: str | Projection | Iterable[str] | None = None,
+        filter: str | Condition | Sequence | None = None,
+        names: dict | None = None,
+        values: dict | None = None,
+        max_page_bytes: int = DEFAULT_PAGE_BYTES,
+        measure: bool = False,
+    ) -> Page:
+        """One page of a scan (of one segment, if given) in storage-key order, paged as
+        :meth:`query_page` pages."""
+        _check_limit(limit)
+        if (segment is None) != (total_segments is None):
+            raise ValidationException("Segment and TotalSegments must be given together")
+        expressions = _Expressions(names, values)
+        filter_tree = expressions.condition(filter, "FilterExpression")
+        projection_tree = expressions.projection(projection)
+        expressions.finish()
+        lo, hi = (b"", None) if segment is None else self.segment_range(segment, total_segments)
+        if exclusive_start_key is not None:
+            lo = max(lo, self.schema.key_of(exclusive_start_key) + b"\x00")
+        if hi is not None and lo >= hi:
+            return Page([], None, 0, 0)
+        return self._collect(lo, hi, forward=True, limit=limit, projection=projection_tree,
+                             filter=filter_tree, max_page_bytes=max_page_bytes, measure=measure)
+
     def scan(
         self,
         limit: int | None = None,
         exclusive_start_key: dict | None = None,
         segment: int | None = None,
         total_segments: int | None = None,
-        projection: Iterable[str] | None = None,
+        projection: str | Projection | Iterable[str] | None = None,
         max_page_bytes: int = DEFAULT_PAGE_BYTES,
+        *,
+        filter: str | Condition | Sequence | None = None,
+        names: dict | None = None,
+        values: dict | None = None,
     ) -> tuple[list[dict], dict | None]:
-        """One page of a scan in storage-key order: ``(items, last_evaluated_key)``."""
-        _check_limit(limit)
-        if (segment is None) != (total_segments is None):
-            raise ValidationException("Segment and TotalSegments must be given together")
-        lo, hi = (b"", None) if segment is None else self.segment_range(segment, total_segments)
-        if exclusive_start_key is not None:
-            lo = max(lo, self.schema.key_of(exclusive_start_key) + b"\x00")
-        if hi is not None and lo >= hi:
-            return [], None
-        return self._collect(lo, hi, forward=True, limit=limit,
-                             projection=_projection(projection), max_page_bytes=max_page_bytes)
+        """:meth:`scan_page` as ``(items, last_evaluated_key)``."""
+        page = self.scan_page(
+            limit=limit, exclusive_start_key=exclusive_start_key, segment=segment,
+            total_segments=total_segments, projection=projection, filter=filter, names=names,
+            values=values, max_page_bytes=max_page_bytes)
+        return page.items, page.last_evaluated_key
 
     def iter_items(self, projection: Iterable[str] | None = None) -> Iterator[dict]:
         """Every item, in storage-key order, each partition read from one snapshot.
