@@ -11,9 +11,13 @@ Why ``flock`` rather than ``fcntl``/``lockf`` record locks: a record lock is dro
 the process closes *any* descriptor of the file (POSIX), which library code does behind
 our back; a ``flock`` lock belongs to the open file description and lives until that is
 closed or the process dies — the kernel releases it on ``kill -9``, so there are no stale
-locks to clean up. Two descriptors of one process conflict too (``flock(2)``), so a
-second :class:`DirectoryLock` on a directory this process already holds is refused as
-well: two engines on one directory are as harmful in one process as in two.
+locks to clean up.
+
+Within one process the lock is re-entrant: a tool that takes it before doing anything to
+the directory (``tessera serve``, ``demo``, ``backups restore``) and the engine it then
+opens share one descriptor, counted; the flock goes when the last holder releases. (Two
+descriptors of one process would conflict, ``flock(2)``.) So the lock keeps *processes*
+apart; within a process, :meth:`engine.Engine.open` is the owner.
 
 The ``LOCK`` file is never deleted (deleting it would let two processes lock two
 different inodes under one name); its content is emptied on release.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -32,6 +37,10 @@ from engine.errors import DataDirectoryInUseError
 __all__ = ["DirectoryLock", "LOCK_FILE_NAME", "holder_pid"]
 
 LOCK_FILE_NAME = "LOCK"
+
+# This process's held locks: real path of the directory -> [descriptor, holders].
+_held: dict[str, list[int]] = {}
+_held_guard = threading.Lock()
 
 
 def holder_pid(data_dir: str | os.PathLike[str]) -> int | None:
@@ -52,9 +61,6 @@ def _in_use(data_dir: Path) -> DataDirectoryInUseError:
         if pid is not None
         else "stop the process using it, or use another --data directory"
     )
-    if pid == os.getpid():
-        who = f"this process ({pid}): another engine in it has the directory open"
-        what_to_do = "close that engine first, or use another --data directory"
     return DataDirectoryInUseError(
         f"data directory {data_dir} is in use by {who}: {what_to_do}",
         path=str(data_dir),
@@ -68,13 +74,14 @@ class DirectoryLock:
     ``DirectoryLock(path).acquire()`` creates ``path`` if needed (``create=False`` to
     refuse a missing directory instead), never waits, and raises
     :class:`~engine.errors.DataDirectoryInUseError` naming the holder's PID when another
-    process (or another lock in this one) holds it. Use as a context manager to hold it
-    for a block. Not thread-safe: one owner (the engine) acquires and releases it.
+    process holds it. Use as a context manager to hold it for a block. Each object holds
+    the lock at most once; objects of one process on one directory share it (see above).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._fd: int | None = None
+        self._key = ""
 
     @property
     def held(self) -> bool:
@@ -88,6 +95,19 @@ class DirectoryLock:
             self.path.mkdir(parents=True, exist_ok=True)
         elif not self.path.is_dir():
             raise FileNotFoundError(errno.ENOENT, "no such data directory", str(self.path))
+        key = os.path.realpath(self.path)
+        with _held_guard:
+            held = _held.get(key)
+            if held is not None:
+                held[1] += 1
+                self._fd, self._key = held[0], key
+                return self
+            self._fd = self._lock_file()
+            self._key = key
+            _held[key] = [self._fd, 1]
+        return self
+
+    def _lock_file(self) -> int:
         lock_path = self.path / LOCK_FILE_NAME
         # O_RDWR without O_TRUNC: the holder's PID must survive our failed attempt.
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -105,8 +125,7 @@ class DirectoryLock:
         except OSError:
             # A read-only volume can still be locked; only the PID hint is lost.
             pass
-        self._fd = fd
-        return self
+        return fd
 
     def release(self) -> None:
         """Drop the lock (idempotent). The PID is erased first, so the next holder's
@@ -114,12 +133,18 @@ class DirectoryLock:
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        try:
-            os.ftruncate(fd, 0)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)  # closing the last descriptor releases the flock
+        with _held_guard:
+            held = _held[self._key]
+            held[1] -= 1
+            if held[1] > 0:
+                return
+            del _held[self._key]
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)  # closing the last descriptor releases the flock
 
     def __enter__(self) -> DirectoryLock:
         return self.acquire()
@@ -141,6 +166,9 @@ class DirectoryLock:
         nothing (a missing directory or lock file is free). For callers that must refuse
         before doing any work, then let :meth:`engine.Engine.open` take the lock itself."""
         lock_path = Path(path) / LOCK_FILE_NAME
+        with _held_guard:
+            if os.path.realpath(path) in _held:
+                return  # this process holds it
         try:
             fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:

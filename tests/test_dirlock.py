@@ -106,10 +106,20 @@ def test_free_again_after_holder_is_killed(holder):
         assert holder_pid(data) == os.getpid()
 
 
-def test_same_process_second_lock_is_refused(tmp_path: Path):
-    with DirectoryLock(tmp_path / "data"):
-        with pytest.raises(DataDirectoryInUseError, match="this process"):
-            DirectoryLock(tmp_path / "data").acquire()
+def test_same_process_shares_the_lock_until_the_last_release(tmp_path: Path):
+    data = tmp_path / "data"
+    outer = DirectoryLock(data).acquire()
+    inner = DirectoryLock(tmp_path / "." / "data").acquire()  # another spelling, same dir
+    inner.release()
+    # Still held for other processes while the outer holder has it.
+    result = subprocess.run([sys.executable, "-c", TRY, str(data)], cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"PID {os.getpid()}" in result.stdout
+    outer.release()
+    result = subprocess.run([sys.executable, "-c", TRY, str(data)], cwd=ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "acquired", result.stderr
 
 
 def test_check_free_creates_nothing_and_sees_holder(tmp_path: Path, holder):
