@@ -21,11 +21,22 @@ VENDORED_LMDB = {
 }
 NATIVE_EXTRAS = {"logicalsum": VENDORED_LMDB, "rangecopy": VENDORED_LMDB}
 
+#: The C helpers (``_native/*.h``, each included with ``cdef extern from "name.h"``) and the
+#: Cython parts (``.pxd`` declarations, ``.pxi`` pieces of one module). Every module depends
+#: on all of them (a superset, simpler than tracking who includes what), so editing one
+#: rebuilds whatever might include it, and the sdist carries them.
+NATIVE_HEADERS = sorted(
+    str(path.relative_to(HERE))
+    for pattern in ("*.h", "*.pxd", "*.pxi")
+    for path in (HERE / "_native").glob(pattern)
+)
+
 extensions = [
     Extension(
         f"engine._{pyx.stem}",
         [str(pyx.relative_to(HERE)), *NATIVE_EXTRAS.get(pyx.stem, {}).get("sources", [])],
-        include_dirs=NATIVE_EXTRAS.get(pyx.stem, {}).get("include_dirs", []),
+        include_dirs=["_native", *NATIVE_EXTRAS.get(pyx.stem, {}).get("include_dirs", [])],
+        depends=NATIVE_HEADERS,
         extra_compile_args=["-O3", *NATIVE_EXTRAS.get(pyx.stem, {}).get("extra_compile_args", [])],
     )
     for pyx in sorted((HERE / "_native").glob("*.pyx"))

@@ -8,11 +8,7 @@
 
 from libc.stdint cimport uint8_t
 
-cdef extern from *:
-    """
-    #define TK_STORAGE_KEY_CAPSULE "engine._keycodec._C_STORAGE_KEY"
-    #define TK_DECODE_ITEM_CAPSULE "engine._itemcodec._C_DECODE_ITEM"
-    """
+cdef extern from "capsules.h":
     const char *STORAGE_KEY_CAPSULE "TK_STORAGE_KEY_CAPSULE"
     const char *DECODE_ITEM_CAPSULE "TK_DECODE_ITEM_CAPSULE"
 
