@@ -2,6 +2,7 @@
 # The vendored LMDB's C API (_native/lmdb/lmdb.h), as far as the modules that link it
 # use it: logicalsum.pyx (walk a closed environment) and rangecopy.pyx (fill a new one).
 # Only for environments no other handle has open (see _native/lmdb/README.md).
+# Every failing return code becomes this package's error through lmdb_failure below.
 
 cdef extern from "lmdb.h" nogil:
     ctypedef struct MDB_env:
@@ -100,3 +101,17 @@ cdef inline int open_items_reader(const char *path, MDB_env **env, MDB_txn **txn
     if rc:
         close_reader(cursor, txn, env)
     return rc
+
+
+cdef inline object lmdb_failure(int rc, str what, str path):
+    """The error to raise for LMDB's return code ``rc`` while doing ``what`` on ``path``.
+
+    Goes through ``engine.errors.lmdb_error``, the one table that maps LMDB failures to
+    this package's errors (py-lmdb's exceptions and these codes alike): corruption is a
+    ``CorruptionError``, a full map a ``StorageFullError`` whose message says to raise
+    ``map_size_bytes``, anything else a ``StorageError``; the message carries
+    ``mdb_strerror``'s reason and names the file. Imported here, on the failure path only.
+    """
+    from engine.errors import lmdb_error
+    reason = mdb_strerror(rc).decode("utf-8", "replace")
+    return lmdb_error(rc, what=what, path=path, reason=reason)

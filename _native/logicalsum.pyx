@@ -10,6 +10,10 @@ item alone needs an ``n``-byte buffer). Python feeds the bytes to hashlib, which
 releases the GIL on large updates — so partitions checksum in parallel on every core and
 writers keep the interpreter. Never open a live environment with it: without a reader
 slot, its pages could be reused under the walk.
+
+LMDB failures raise this package's errors (``engine.errors.lmdb_error`` through
+``lmdbapi.lmdb_failure``); an environment without an ``items`` database is a
+``CorruptionError``.
 """
 
 import os
@@ -27,21 +31,15 @@ from lmdbapi cimport (
     MDB_txn,
     MDB_val,
     close_reader,
+    lmdb_failure,
     mdb_cursor_get,
-    mdb_strerror,
     open_items_reader,
 )
 
+from engine.errors import CorruptionError, StorageError
+
 
 cdef size_t _MAX_FRAMED_BYTES = 0xFFFFFFFF  # a u32 length prefix
-
-
-class LmdbError(Exception):
-    """An LMDB call failed; the message names the call, the path and LMDB's reason."""
-
-
-class NoItemsDatabase(LmdbError):
-    """The environment has no ``items`` database."""
 
 
 cdef inline void _put_u32be(unsigned char *out, uint32_t n) noexcept nogil:
@@ -72,14 +70,13 @@ cdef class ItemFramer:
         with nogil:
             rc = open_items_reader(c_path, &self._env, &self._txn, &self._cursor, &no_items)
         if no_items:
-            raise NoItemsDatabase(f"{self.path}: the environment has no 'items' database")
+            raise CorruptionError("environment has no 'items' database", path=self.path)
         if rc:
             self._raise("opening the environment", rc)
 
-    cdef _raise(self, what, int rc):
-        reason = mdb_strerror(rc).decode("utf-8", "replace")
+    cdef _raise(self, str what, int rc):
         self.close()
-        raise LmdbError(f"{self.path}: {what} failed: {reason} (LMDB error {rc})")
+        raise lmdb_failure(rc, what, self.path)
 
     def fill(self, unsigned char[::1] buffer not None):
         """Frame whole items into ``buffer``; return bytes written, 0 at the end, or
@@ -87,7 +84,7 @@ cdef class ItemFramer:
         if self._cursor is NULL:
             if self._done:
                 return 0
-            raise LmdbError(f"{self.path}: the framer is closed")
+            raise ValueError(f"{self.path}: the framer is closed")
         cdef size_t capacity = buffer.shape[0]
         cdef unsigned char *out = &buffer[0] if capacity else NULL
         cdef size_t position = 0
@@ -130,8 +127,8 @@ cdef class ItemFramer:
             self._raise("reading the items database", rc)
         if too_big:
             self.close()
-            raise LmdbError(f"{self.path}: a value of {self._value.mv_size} bytes is over "
-                            "the 4 GiB the checksum framing allows")
+            raise StorageError(f"a value of {self._value.mv_size} bytes is over the 4 GiB "
+                               f"the checksum framing allows (file {self.path})")
         if self._done and position == 0:
             self.close()
             return 0

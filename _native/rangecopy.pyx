@@ -11,6 +11,12 @@ same version and format as py-lmdb's) without the GIL, a write transaction at a 
 Both ends must be environments no other handle uses: the sources are re-inflated backup
 objects in the restore's scratch directory, the target a partition of a table that is
 still CREATING. Both are opened with ``MDB_NOLOCK`` (no lock file, no reader table).
+
+LMDB failures raise this package's errors (``engine.errors.lmdb_error`` through
+``lmdbapi.lmdb_failure``): a full map is a ``StorageFullError`` saying to raise
+``map_size_bytes``; a source without an ``items`` database a ``CorruptionError``. Calls
+on a closed copy, or a step with no source open, are a ``ValueError`` (a caller's mistake,
+as with a closed file).
 """
 
 import os
@@ -21,7 +27,6 @@ from lmdbapi cimport (
     MDB_APPEND,
     MDB_CREATE,
     MDB_FIRST,
-    MDB_MAP_FULL,
     MDB_NEXT,
     MDB_NOLOCK,
     MDB_NOMETASYNC,
@@ -35,13 +40,13 @@ from lmdbapi cimport (
     MDB_txn,
     MDB_val,
     close_reader,
+    lmdb_failure,
     mdb_cursor_get,
     mdb_cursor_open,
     mdb_cursor_put,
     mdb_dbi_open,
     mdb_env_close,
     mdb_env_sync,
-    mdb_strerror,
     mdb_txn_abort,
     mdb_txn_begin,
     mdb_txn_commit,
@@ -49,7 +54,7 @@ from lmdbapi cimport (
     open_items_reader,
 )
 
-from engine._logicalsum import LmdbError
+from engine.errors import CorruptionError
 
 cdef inline int _key_cmp(const MDB_val *a, const MDB_val *b) noexcept nogil:
     """LMDB's default key order (``mdb_cmp_memn``): bytewise, then the shorter first."""
@@ -103,16 +108,14 @@ cdef class RangeCopy:
                 mdb_txn_abort(txn)
             self._raise(self.path, "creating the environment", rc)
 
-    cdef _raise(self, where, what, int rc):
-        reason = mdb_strerror(rc).decode("utf-8", "replace")
-        hint = " (restore with a larger map_size)" if rc == MDB_MAP_FULL else ""
+    cdef _raise(self, str where, str what, int rc):
         self.close()
-        raise LmdbError(f"{where}: {what} failed: {reason} (LMDB error {rc}){hint}")
+        raise lmdb_failure(rc, what, where)
 
     def open_source(self, source_dir, bytes start not None, bytes end=None):
         """Read ``[start, end)`` (``end=None``: to the last key) of ``source_dir``'s items."""
         if self._target is NULL:
-            raise LmdbError(f"{self.path}: the copy is closed")
+            raise ValueError(f"{self.path}: the copy is closed")
         self._close_source()
         self.source_path = os.fsdecode(os.fspath(source_dir))
         cdef bytes encoded = os.fsencode(self.source_path)
@@ -122,6 +125,9 @@ cdef class RangeCopy:
         with nogil:
             rc = open_items_reader(c_path, &self._source, &self._source_txn,
                                    &self._source_cursor, &no_items)
+        if no_items:
+            self.close()
+            raise CorruptionError("environment has no 'items' database", path=self.source_path)
         if rc:
             self._raise(self.source_path, "opening the items database", rc)
         self._start = start
@@ -132,7 +138,7 @@ cdef class RangeCopy:
         """Copy up to ``max_items`` more items in one committed write transaction; the
         count copied (fewer than ``max_items``: this source's range is done)."""
         if self._source_cursor is NULL:
-            raise LmdbError(f"{self.path}: no source is open")
+            raise ValueError(f"{self.path}: no source is open")
         cdef MDB_val key, value, start_key, end_key
         cdef MDB_txn *txn = NULL
         cdef MDB_cursor *out = NULL
@@ -183,7 +189,7 @@ cdef class RangeCopy:
     def finish(self):
         """Flush the target to disk (call once every source is copied)."""
         if self._target is NULL:
-            raise LmdbError(f"{self.path}: the copy is closed")
+            raise ValueError(f"{self.path}: the copy is closed")
         cdef int rc
         with nogil:
             rc = mdb_env_sync(self._target, 1)

@@ -7,9 +7,10 @@ import random
 
 import lmdb
 import pytest
+from engine._logicalsum import ItemFramer
 
 from engine.backup.logical import logical_checksum, open_readonly
-from engine.errors import CorruptionError
+from engine.errors import CorruptionError, StorageError
 
 
 def make_env(path, items):
@@ -55,8 +56,36 @@ def test_missing_items_database_and_garbage(tmp_path):
         logical_checksum(tmp_path / "empty")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "data.mdb").write_bytes(b"\x07" * 8192)
-    with pytest.raises(CorruptionError, match="cannot read the environment"):
+    # Not an LMDB file: MDB_INVALID, corruption in the one mapping (engine.errors.lmdb_error).
+    with pytest.raises(CorruptionError, match=r"opening the environment failed: MDB_INVALID.*"
+                                              r"\(file .*/junk\)"):
         logical_checksum(tmp_path / "junk")
+
+
+def test_an_unreadable_environment_is_reported_as_corruption_naming_the_reason(tmp_path):
+    # No data.mdb at all: ENOENT, a StorageError from the framer, which the checksum (used
+    # by verify and restore to vouch for a copy) reports as corruption, keeping the reason.
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(CorruptionError, match=r"cannot read the environment: opening the "
+                                              r"environment failed: No such file or directory"
+                                              r".*\(file .*/nothing\)") as caught:
+        logical_checksum(tmp_path / "nothing")
+    assert isinstance(caught.value.__cause__, StorageError)
+
+
+def test_the_native_framer_raises_this_packages_errors(tmp_path):
+    env = lmdb.open(str(tmp_path / "empty"), subdir=True, max_dbs=4)
+    env.open_db(b"meta")
+    env.close()
+    with pytest.raises(CorruptionError, match=r"no 'items' database \(file .*/empty\)"):
+        ItemFramer(tmp_path / "empty")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(StorageError, match=r"No such file or directory"):
+        ItemFramer(tmp_path / "nothing")
+    framer = ItemFramer(make_env(tmp_path / "env", [(b"k", b"v")]))
+    framer.close()
+    with pytest.raises(ValueError, match="the framer is closed"):
+        framer.fill(bytearray(64))
 
 
 def test_several_dirs_equal_the_py_lmdb_ordered_digest_for_any_layout(tmp_path):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import lmdb
 import pytest
-from engine._logicalsum import LmdbError
 from engine._rangecopy import RangeCopy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.errors import CorruptionError, StorageError, StorageFullError
 from engine.partition import open_environment
 
 
@@ -96,11 +96,26 @@ def test_a_source_without_items_is_refused_by_name(tmp_path):
     source = make_source(tmp_path / "src", {b"k": b"v"}, with_items_db=False)
     (tmp_path / "t").mkdir()
     copier = RangeCopy(tmp_path / "t", 1 << 26)
-    with pytest.raises(LmdbError, match=r"src: opening the items database failed: "
-                                        r"MDB_NOTFOUND"):
+    with pytest.raises(CorruptionError, match=r"no 'items' database \(file .*/src\)"):
         copier.open_source(source, b"")
-    with pytest.raises(LmdbError, match="the copy is closed"):
+    with pytest.raises(ValueError, match="the copy is closed"):
         copier.open_source(source, b"")
+
+
+def test_a_source_that_is_not_an_environment_names_lmdbs_reason_and_the_file(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "t").mkdir()
+    copier = RangeCopy(tmp_path / "t", 1 << 26)
+    # No data.mdb: ENOENT from mdb_env_open, a storage error (not corruption).
+    with pytest.raises(StorageError, match=r"opening the items database failed: No such file "
+                                           r"or directory.*\(file .*/src\)"):
+        copier.open_source(tmp_path / "src", b"")
+    # Not an LMDB file: MDB_INVALID, which the one mapping calls corruption.
+    (tmp_path / "src" / "data.mdb").write_bytes(b"\x07" * 8192)
+    (tmp_path / "t2").mkdir()
+    copier = RangeCopy(tmp_path / "t2", 1 << 26)  # the failure above closed the first one
+    with pytest.raises(CorruptionError, match=r"MDB_INVALID.*file .*/src"):
+        copier.open_source(tmp_path / "src", b"")
 
 
 def test_overlapping_sources_fail_instead_of_reordering(tmp_path):
@@ -111,7 +126,7 @@ def test_overlapping_sources_fail_instead_of_reordering(tmp_path):
     copier.open_source(first, b"")
     assert copier.step(10) == 2
     copier.open_source(second, b"")
-    with pytest.raises(LmdbError, match=r"copying items from .*/b failed: MDB_KEYEXIST"):
+    with pytest.raises(StorageError, match=r"copying items from .*/b failed: MDB_KEYEXIST"):
         copier.step(10)
 
 
@@ -120,14 +135,14 @@ def test_a_full_map_says_to_use_a_larger_one(tmp_path):
     (tmp_path / "t").mkdir()
     copier = RangeCopy(tmp_path / "t", 256 << 10)
     copier.open_source(source, b"")
-    with pytest.raises(LmdbError, match="MDB_MAP_FULL.*larger map_size"):
+    with pytest.raises(StorageFullError, match=r"MDB_MAP_FULL.*raise map_size_bytes"):
         copier.step(5000)
 
 
 def test_step_without_a_source(tmp_path):
     (tmp_path / "t").mkdir()
     copier = RangeCopy(tmp_path / "t", 1 << 26)
-    with pytest.raises(LmdbError, match="no source is open"):
+    with pytest.raises(ValueError, match="no source is open"):
         copier.step(1)
     copier.close()
     copier.close()  # idempotent

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import lmdb
 
-from .._logicalsum import ItemFramer, LmdbError, NoItemsDatabase
-from ..errors import CorruptionError
+from .._logicalsum import ItemFramer
+from ..errors import CorruptionError, StorageError, StorageFullError
 
 ITEMS_DB = b"items"
 META_DB = b"meta"
@@ -109,21 +109,19 @@ def logical_checksum_of_dirs(
     for env_dir in env_dirs:
         env_dir = Path(env_dir)
         own = hashlib.sha256() if each is not None else None
+        # The framer raises CorruptionError itself for damage (no items database, not an
+        # LMDB file); a copy it cannot read for another reason cannot be vouched for
+        # either, so verify and restore see that as corruption too. ``err`` names the file.
         try:
             framer = ItemFramer(env_dir)
-        except NoItemsDatabase as err:
-            raise CorruptionError("environment has no 'items' database",
-                                  path=str(env_dir)) from err
-        except LmdbError as err:
-            raise CorruptionError(f"cannot read the environment: {err}",
-                                  path=str(env_dir)) from err
+        except (StorageError, StorageFullError) as err:
+            raise CorruptionError(f"cannot read the environment: {err}") from err
         try:
             while True:
                 try:
                     written = framer.fill(buffer)
-                except LmdbError as err:
-                    raise CorruptionError(f"walking the items failed: {err}",
-                                          path=str(env_dir)) from err
+                except (StorageError, StorageFullError) as err:
+                    raise CorruptionError(f"walking the items failed: {err}") from err
                 if written == 0:
                     break
                 if written < 0:  # one item larger than the buffer
