@@ -1,0 +1,661 @@
+"""Text to tree for DynamoDB's expressions, and binding a tree to one request's placeholders.
+
+Two stages (the contract is in :mod:`engine.expressions.ast`):
+
+- :func:`parse_condition`, :func:`parse_update`, :func:`parse_projection` turn text into an
+  *unbound* tree and apply every check that depends on the text alone: syntax, reserved
+  words, function names and arity, where each function may appear, redundant parentheses,
+  the 4 KB size limit, the path depth limit, and for a KeyConditionExpression its shape.
+  Results are cached by ``(kind, text)`` (:mod:`engine.expressions.cache`).
+- :func:`bind` (defined in :mod:`engine.expressions.placeholders`, re-exported here)
+  resolves ``#names`` and ``:values`` for one request and applies the checks that need
+  them: undefined placeholders, overlapping and conflicting document paths in an
+  UpdateExpression or ProjectionExpression, and the operand types DynamoDB rejects before
+  reading any item (``ADD a :s`` with a string, ``BETWEEN`` bounds out of order, ...).
+
+Grammar and precedence follow the Developer Guide's "Condition and filter expressions,
+operators, and functions" (``NOT`` binds tighter than ``AND``, ``AND`` tighter than ``OR``;
+comparisons, ``BETWEEN`` and ``IN`` tighter than all three) and "Update expressions".
+Keywords are case-insensitive; function names are case-sensitive ("These function names
+are case sensitive"), so ``BEGINS_WITH(a, :p)`` is an unknown function. Error texts are
+DynamoDB's, as its validation reports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.errors import ValidationException
+from engine.expressions.ast import (
+    COMPARATORS,
+    CONDITION_FUNCTIONS,
+    AddAction,
+    And,
+    Arithmetic,
+    Between,
+    Call,
+    Compare,
+    Condition,
+    DeleteAction,
+    In,
+    Not,
+    Operand,
+    Or,
+    Path,
+    Projection,
+    RemoveAction,
+    SetAction,
+    Update,
+    UpdateAction,
+    ValueRef,
+)
+from engine.expressions.cache import cached_parse
+from engine.expressions.keycondition import key_terms
+from engine.expressions.placeholders import bind, path_string
+from engine.expressions.reserved import is_reserved
+from engine.expressions.tokens import (
+    MAX_EXPRESSION_BYTES,
+    Token,
+    syntax_error_message,
+    tokenize,
+)
+
+__all__ = [
+    "CONDITION_KINDS",
+    "MAX_IN_OPERANDS",
+    "MAX_PATH_DEPTH",
+    "parse_condition",
+    "parse_update",
+    "parse_projection",
+    "bind",
+    "path_string",
+]
+
+#: The expression kinds :func:`parse_condition` accepts (they name the expression in errors).
+CONDITION_KINDS = ("ConditionExpression", "FilterExpression", "KeyConditionExpression")
+#: "a IN (b, c, d) ... The list can contain up to 100 values, separated by commas."
+MAX_IN_OPERANDS = 100
+#: Developer Guide, "Nested attribute depth": "DynamoDB supports nested attributes up to 32
+#: levels deep."
+MAX_PATH_DEPTH = 32
+# Parentheses, NOT and function calls nested deeper than this are refused as a syntax error
+# at the token that goes too deep: the parser is recursive and must never overflow the stack.
+_MAX_NESTING = 64
+
+_UPDATE_FUNCTIONS = ("if_not_exists", "list_append")
+_ARITY = {
+    "attribute_exists": 1,
+    "attribute_not_exists": 1,
+    "attribute_type": 2,
+    "begins_with": 2,
+    "contains": 2,
+    "size": 1,
+    "if_not_exists": 2,
+    "list_append": 2,
+}
+# Functions whose first operand must be a document path (not a value or a function).
+_PATH_FIRST = ("attribute_exists", "attribute_not_exists", "if_not_exists", "size")
+_CONDITION_KEYWORDS = frozenset({"AND", "OR", "NOT", "BETWEEN", "IN"})
+_UPDATE_CLAUSES = ("SET", "REMOVE", "ADD", "DELETE")
+
+# Deferred problems (found while parsing or in the check pass after it) are reported in
+# this order, the first of the highest rank, mirroring DynamoDB: a redundant parenthesis
+# before an unknown function before a misplaced one before a reserved word, and so on.
+_P_PARENS, _P_UNKNOWN_FUNCTION, _P_FUNCTION_KIND, _P_MISUSED = 0, 1, 2, 3
+_P_RESERVED, _P_SECTION, _P_ARITY, _P_PATH_REQUIRED, _P_DEPTH, _P_IN = 4, 5, 6, 7, 8, 9
+
+# --- public entry points ---------------------------------------------------------------
+
+
+def parse_condition(text: str, kind: str = "ConditionExpression") -> Condition:
+    """A ConditionExpression, FilterExpression or KeyConditionExpression to its unbound tree.
+
+    ``kind`` names the expression in errors ("Invalid FilterExpression: ..."); for
+    "KeyConditionExpression" the tree must also have a key condition's shape (only ``AND``,
+    comparisons other than ``<>``, ``BETWEEN`` and ``begins_with`` on top-level attributes),
+    though which attributes are the keys is checked later by
+    :func:`engine.expressions.keycondition.key_condition`.
+    """
+    if kind not in CONDITION_KINDS:
+        raise ValueError(f"kind must be one of {CONDITION_KINDS}, not {kind!r}")
+    _check_text(text, kind)
+    return cached_parse(kind, text, _build_condition_parser(kind))
+
+
+def parse_update(text: str) -> Update:
+    """An UpdateExpression to its unbound tree: its actions in the order written."""
+    kind = "UpdateExpression"
+    _check_text(text, kind)
+    return cached_parse(kind, text, _parse_update_uncached)
+
+
+def parse_projection(text: str) -> Projection:
+    """A ProjectionExpression to its unbound tree: the paths in the order written."""
+    kind = "ProjectionExpression"
+    _check_text(text, kind)
+    return cached_parse(kind, text, _parse_projection_uncached)
+
+
+# --- text checks and parse drivers -----------------------------------------------------
+
+
+def _check_text(text: Any, kind: str) -> None:
+    if not isinstance(text, str):
+        raise ValidationException(f"{kind} must be a string")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_EXPRESSION_BYTES:
+        raise ValidationException(
+            f"Invalid {kind}: Expression size has exceeded the maximum allowed size; "
+            f"expression size: {size}"
+        )
+    if not text.strip():
+        raise ValidationException(f"Invalid {kind}: The expression can not be empty;")
+
+
+def _build_condition_parser(kind: str):
+    def parse(text: str) -> Condition:
+        parser = _Parser(text, kind, _CONDITION_KEYWORDS)
+        tree = parser.run(parser.condition_expression)
+        checker = _Checker(kind, parser.problems)
+        checker.condition(tree)
+        checker.raise_first()
+        if kind == "KeyConditionExpression":
+            key_terms(tree)
+        return tree
+
+    return parse
+
+
+def _parse_update_uncached(text: str) -> Update:
+    kind = "UpdateExpression"
+    parser = _Parser(text, kind, frozenset(_UPDATE_CLAUSES))
+    tree = parser.run(parser.update_expression)
+    checker = _Checker(kind, parser.problems)
+    checker.update(tree)
+    checker.raise_first()
+    return tree
+
+
+def _parse_projection_uncached(text: str) -> Projection:
+    kind = "ProjectionExpression"
+    parser = _Parser(text, kind, frozenset())
+    tree = parser.run(parser.projection_expression)
+    checker = _Checker(kind, parser.problems)
+    for path in tree.paths:
+        checker.path(path)
+    checker.raise_first()
+    return tree
+
+
+# --- the recursive-descent parser ------------------------------------------------------
+
+
+class _SyntaxError(Exception):
+    """Internal: parsing stopped at ``tokens[index]``. Converted to DynamoDB's message by
+    :meth:`_Parser.run`; carried as an index so a failed alternative can be compared with
+    another (the one that got further is reported)."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(index)
+        self.index = index
+
+
+class _Parser:
+    """One parse of one text. Only syntax is decided here; everything else is recorded in
+    ``problems`` or checked on the finished tree by :class:`_Checker`, so an alternative
+    abandoned by backtracking leaves nothing behind."""
+
+    def __init__(self, text: str, kind: str, keywords: frozenset[str]) -> None:
+        self.text = text
+        self.kind = kind
+        self.keywords = keywords  # words that cannot name an attribute in this kind
+        self.tokens = tokenize(text)
+        self.pos = 0
+        self.depth = 0
+        self.problems: list[tuple[int, str]] = []
+        self.matching = _matching_parentheses(self.tokens)
+
+    # -- plumbing
+
+    def run(self, rule):
+        try:
+            tree = rule()
+            if self.peek().kind != "eof":
+                raise _SyntaxError(self.pos)
+        except _SyntaxError as stop:
+            raise ValidationException(
+                syntax_error_message(self.kind, self.text, self.tokens, stop.index)
+            ) from None
+        return tree
+
+    def peek(self, ahead: int = 0) -> Token:
+        return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
+
+    def advance(self) -> Token:
+        token = self.tokens[self.pos]
+        if token.kind != "eof":
+            self.pos += 1
+        return token
+
+    def fail(self) -> _SyntaxError:
+        return _SyntaxError(self.pos)
+
+    def expect_punct(self, text: str) -> int:
+        if not self.peek().is_punct(text):
+            raise self.fail()
+        index = self.pos
+        self.advance()
+        return index
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > _MAX_NESTING:
+            raise self.fail()
+
+    def leave(self) -> None:
+        self.depth -= 1
+
+    def note_redundant(self, open_index: int, close_index: int) -> None:
+        """``((x))``: DynamoDB refuses a parenthesis pair directly around another."""
+        inner = open_index + 1
+        if self.tokens[inner].is_punct("(") and self.matching.get(inner) == close_index - 1:
+            self.problems.append((_P_PARENS, "The expression has redundant parentheses;"))
+
+    def is_attribute_word(self, token: Token) -> bool:
+        return token.kind == "name" and token.text.upper() not in self.keywords
+
+    # -- paths and operands
+
+    def path(self) -> Path:
+        token = self.peek()
+        if not (token.kind == "hashname" or self.is_attribute_word(token)):
+            raise self.fail()
+        self.advance()
+        elements: list[str | int] = [token.text]
+        while True:
+            token = self.peek()
+            if token.is_punct("."):
+                self.advance()
+                token = self.peek()
+                if not (token.kind == "hashname" or self.is_attribute_word(token)):
+                    raise self.fail()
+                self.advance()
+                elements.append(token.text)
+            elif token.is_punct("["):
+                self.advance()
+                token = self.peek()
+                if token.kind != "number":
+                    raise self.fail()
+                self.advance()
+                self.expect_punct("]")
+                elements.append(int(token.text))
+            else:
+                return Path(tuple(elements))
+
+    def operand(self) -> Operand:
+        """A path, a ``:value`` or a function call, optionally in one pair of parentheses
+        (two pairs are redundant)."""
+        token = self.peek()
+        if token.is_punct("("):
+            self.enter()
+            open_index = self.pos
+            self.advance()
+            inner = self.operand()
+            close_index = self.expect_punct(")")
+            self.note_redundant(open_index, close_index)
+            self.leave()
+            return inner
+        if token.kind == "value":
+            self.advance()
+            return ValueRef(token.text)
+        if self.is_attribute_word(token) and self.peek(1).is_punct("("):
+            return self.call()
+        return self.path()
+
+    def call(self) -> Call:
+        name = self.advance().text
+        self.enter()
+        self.expect_punct("(")
+        args = [self.operand()]
+        while self.peek().is_punct(","):
+            self.advance()
+            args.append(self.operand())
+        self.expect_punct(")")
+        self.leave()
+        return Call(name, tuple(args))
+
+    # -- conditions
+
+    def condition_expression(self) -> Condition:
+        return self.or_condition()
+
+    def or_condition(self) -> Condition:
+        left = self.and_condition()
+        while self.peek().is_word("OR"):
+            self.advance()
+            left = Or(left, self.and_condition())
+        return left
+
+    def and_condition(self) -> Condition:
+        left = self.not_condition()
+        while self.peek().is_word("AND"):
+            self.advance()
+            left = And(left, self.not_condition())
+        return left
+
+    def not_condition(self) -> Condition:
+        if self.peek().is_word("NOT"):
+            self.enter()
+            self.advance()
+            operand = self.not_condition()
+            self.leave()
+            return Not(operand)
+        return self.primary_condition()
+
+    def primary_condition(self) -> Condition:
+        if not self.peek().is_punct("("):
+            return self.simple_condition()
+        # "(" opens either a parenthesized condition or a parenthesized operand, as in
+        # "(a) = :v" or "(size(a)) > :n": try the condition first, then the operand; if both
+        # fail, report the one that got further.
+        start, depth, problems = self.pos, self.depth, len(self.problems)
+        try:
+            self.enter()
+            open_index = self.pos
+            self.advance()
+            inner = self.or_condition()
+            close_index = self.expect_punct(")")
+            self.note_redundant(open_index, close_index)
+            self.leave()
+            if not self.continues_comparison():
+                return inner
+            first_failure = self.pos
+        except _SyntaxError as stop:
+            first_failure = stop.index
+        self.pos, self.depth = start, depth
+        del self.problems[problems:]
+        try:
+            return self.simple_condition()
+        except _SyntaxError as stop:
+            raise _SyntaxError(max(first_failure, stop.index)) from None
+
+    def continues_comparison(self) -> bool:
+        token = self.peek()
+        return (token.kind == "op" and token.text in COMPARATORS) or token.is_word(
+            "BETWEEN"
+        ) or token.is_word("IN")
+
+    def simple_condition(self) -> Condition:
+        left = self.operand()
+        token = self.peek()
+        if token.kind == "op" and token.text in COMPARATORS:
+            self.advance()
+            return Compare(token.text, left, self.operand())
+        if token.is_word("BETWEEN"):
+            self.advance()
+            low = self.operand()
+            if not self.peek().is_word("AND"):
+                raise self.fail()
+            self.advance()
+            return Between(left, low, self.operand())
+        if token.is_word("IN"):
+            self.advance()
+            self.expect_punct("(")
+            options = [self.operand()]
+            while self.peek().is_punct(","):
+                self.advance()
+                options.append(self.operand())
+            self.expect_punct(")")
+            return In(left, tuple(options))
+        if isinstance(left, Call):
+            return left  # a function used as a condition (which ones may is checked later)
+        raise self.fail()
+
+    # -- updates
+
+    def update_expression(self) -> Update:
+        actions: list[UpdateAction] = []
+        seen: set[str] = set()
+        while True:
+            token = self.peek()
+            clause = token.text.upper() if token.kind == "name" else ""
+            if clause not in _UPDATE_CLAUSES:
+                raise self.fail()
+            if clause in seen:
+                self.problems.append((
+                    _P_SECTION,
+                    f'The "{clause}" section can only be used once in an update expression;',
+                ))
+            seen.add(clause)
+            self.advance()
+            actions.append(self.update_action(clause))
+            while self.peek().is_punct(","):
+                self.advance()
+                actions.append(self.update_action(clause))
+            if self.peek().kind == "eof":
+                return Update(tuple(actions))
+
+    def update_action(self, clause: str) -> UpdateAction:
+        path = self.path()
+        if clause == "REMOVE":
+            return RemoveAction(path)
+        if clause in ("ADD", "DELETE"):
+            token = self.peek()
+            if token.kind != "value":
+                raise self.fail()
+            self.advance()
+            value = ValueRef(token.text)
+            return AddAction(path, value) if clause == "ADD" else DeleteAction(path, value)
+        token = self.peek()
+        if not (token.kind == "op" and token.text == "="):
+            raise self.fail()
+        self.advance()
+        return SetAction(path, self.set_value())
+
+    def set_value(self) -> Operand:
+        """``operand``, ``operand + operand`` or ``operand - operand``, the whole possibly
+        in parentheses."""
+        if self.peek().is_punct("("):
+            start, depth, problems = self.pos, self.depth, len(self.problems)
+            try:
+                self.enter()
+                open_index = self.pos
+                self.advance()
+                value = self.set_arithmetic()
+                close_index = self.expect_punct(")")
+                self.note_redundant(open_index, close_index)
+                self.leave()
+                token = self.peek()
+                if not (token.kind == "op" and token.text in ("+", "-")):
+                    return value
+                first_failure = self.pos
+            except _SyntaxError as stop:
+                first_failure = stop.index
+            self.pos, self.depth = start, depth
+            del self.problems[problems:]
+            try:
+                return self.set_arithmetic()
+            except _SyntaxError as stop:
+                raise _SyntaxError(max(first_failure, stop.index)) from None
+        return self.set_arithmetic()
+
+    def set_arithmetic(self) -> Operand:
+        left = self.operand()
+        token = self.peek()
+        if token.kind == "op" and token.text in ("+", "-"):
+            self.advance()
+            return Arithmetic(token.text, left, self.operand())
+        return left
+
+    # -- projections
+
+    def projection_expression(self) -> Projection:
+        paths = [self.path()]
+        while self.peek().is_punct(","):
+            self.advance()
+            paths.append(self.path())
+        return Projection(tuple(paths))
+
+
+def _matching_parentheses(tokens: list[Token]) -> dict[int, int]:
+    """Index of each "(" token to the index of its ")" (unbalanced ones are left out)."""
+    matching: dict[int, int] = {}
+    stack: list[int] = []
+    for index, token in enumerate(tokens):
+        if token.is_punct("("):
+            stack.append(index)
+        elif token.is_punct(")") and stack:
+            matching[stack.pop()] = index
+    return matching
+
+
+# --- checks on the finished (unbound) tree ---------------------------------------------
+
+
+class _Checker:
+    """Walks a parsed tree collecting what DynamoDB refuses besides syntax; raises the
+    first of the highest rank (see the ``_P_*`` ranks)."""
+
+    def __init__(self, kind: str, problems: list[tuple[int, str]]) -> None:
+        self.kind = kind
+        self.problems = list(problems)
+
+    def add(self, rank: int, message: str) -> None:
+        self.problems.append((rank, message))
+
+    def raise_first(self) -> None:
+        if self.problems:
+            rank, message = min(self.problems, key=lambda problem: problem[0])
+            raise ValidationException(f"Invalid {self.kind}: {message}")
+
+    def path(self, path: Path) -> None:
+        for element in path.elements:
+            if isinstance(element, str) and not element.startswith("#") and is_reserved(
+                element
+            ):
+                self.add(
+                    _P_RESERVED,
+                    f"Attribute name is a reserved keyword; reserved keyword: {element}",
+                )
+        if len(path.elements) > MAX_PATH_DEPTH:
+            self.add(
+                _P_DEPTH,
+                "The document path has too many nesting levels; "
+                f"nesting levels: {len(path.elements)}",
+            )
+
+    def arguments(self, call: Call, operand_check) -> None:
+        """Arity, a path where one is required, then each argument."""
+        expected = _ARITY[call.name]
+        if len(call.args) != expected:
+            self.add(
+                _P_ARITY,
+                "Incorrect number of operands for operator or function; operator or "
+                f"function: {call.name}, number of operands: {len(call.args)}",
+            )
+        if call.name in _PATH_FIRST and not isinstance(call.args[0], Path):
+            self.add(
+                _P_PATH_REQUIRED,
+                "Operator or function requires a document path; operator or function: "
+                f"{call.name}",
+            )
+        for arg in call.args:
+            operand_check(arg)
+
+    # -- conditions
+
+    def condition(self, node: Condition) -> None:
+        if isinstance(node, (And, Or)):
+            self.condition(node.left)
+            self.condition(node.right)
+        elif isinstance(node, Not):
+            self.condition(node.operand)
+        elif isinstance(node, Compare):
+            self.condition_operand(node.left)
+            self.condition_operand(node.right)
+        elif isinstance(node, Between):
+            for operand in (node.operand, node.low, node.high):
+                self.condition_operand(operand)
+        elif isinstance(node, In):
+            self.condition_operand(node.operand)
+            for option in node.options:
+                self.condition_operand(option)
+            if len(node.options) > MAX_IN_OPERANDS:
+                self.add(
+                    _P_IN,
+                    "The IN operator is provided with too many operands; "
+                    f"number of operands: {len(node.options)}",
+                )
+        elif isinstance(node, Call):
+            if node.name in CONDITION_FUNCTIONS:
+                self.arguments(node, self.condition_operand)
+            elif node.name == "size":
+                self.misused(node)
+                self.arguments(node, self.condition_operand)
+            else:
+                self.not_a_condition_function(node)
+        else:  # pragma: no cover - the parser builds nothing else
+            raise TypeError(f"not a condition node: {node!r}")
+
+    def condition_operand(self, operand: Operand) -> None:
+        if isinstance(operand, Path):
+            self.path(operand)
+        elif isinstance(operand, Call):
+            if operand.name == "size":
+                self.arguments(operand, self.condition_operand)
+            elif operand.name in CONDITION_FUNCTIONS:
+                self.misused(operand)
+                self.arguments(operand, self.condition_operand)
+            else:
+                self.not_a_condition_function(operand)
+
+    def not_a_condition_function(self, call: Call) -> None:
+        if call.name in _UPDATE_FUNCTIONS:
+            self.add(
+                _P_FUNCTION_KIND,
+                f"The function is not allowed in a condition expression; function: {call.name}",
+            )
+            for arg in call.args:
+                self.condition_operand(arg)
+        else:
+            self.unknown(call)
+
+    def unknown(self, call: Call) -> None:
+        self.add(_P_UNKNOWN_FUNCTION, f"Invalid function name; function: {call.name}")
+
+    def misused(self, call: Call) -> None:
+        self.add(
+            _P_MISUSED,
+            "The function is not allowed to be used this way in an expression; "
+            f"function: {call.name}",
+        )
+
+    # -- updates
+
+    def update(self, tree: Update) -> None:
+        for action in tree.actions:
+            self.path(action.path)
+            if isinstance(action, SetAction):
+                self.set_operand(action.value, nested=False)
+
+    def set_operand(self, operand: Operand, nested: bool) -> None:
+        if isinstance(operand, Path):
+            self.path(operand)
+        elif isinstance(operand, Arithmetic):
+            self.set_operand(operand.left, nested=True)
+            self.set_operand(operand.right, nested=True)
+        elif isinstance(operand, Call):
+            if operand.name in _UPDATE_FUNCTIONS:
+                # list_append(if_not_exists(a, :empty), :v) is DynamoDB's documented idiom;
+                # list_append inside another function or an arithmetic is not allowed.
+                if operand.name == "list_append" and nested:
+                    self.misused(operand)
+                self.arguments(operand, lambda arg: self.set_operand(arg, nested=True))
+            elif operand.name in CONDITION_FUNCTIONS or operand.name == "size":
+                self.add(
+                    _P_FUNCTION_KIND,
+                    "The function is not allowed in an update expression; "
+                    f"function: {operand.name}",
+                )
+            else:
+                self.unknown(operand)
