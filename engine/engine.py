@@ -12,6 +12,7 @@ open it in the child instead.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -22,7 +23,9 @@ from typing import Any
 from .backup.manager import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARALLELISM, BackupManager
 from .backup.restore_manager import RestoreManager
 from .catalog import Catalog
+from .dirlock import DirectoryLock
 from .errors import (
+    DataDirectoryInUseError,
     EngineClosedError,
     ResourceInUseException,
     TableAlreadyExistsException,
@@ -40,6 +43,32 @@ from .store import LocalStore, ObjectStore, open_store
 from .table import Table
 from .tableset import TableSet
 from .wal import DEFAULT_SEGMENT_BYTES, SYNC_POLICIES
+
+# Data directories opened by an Engine of this process (real paths). The directory lock
+# (engine.dirlock) keeps other processes out; this keeps a second Engine of the same
+# process out too (LMDB allows one handle per environment per process).
+_OPEN_DIRECTORIES: set[str] = set()
+_OPEN_GUARD = threading.Lock()
+
+
+def _claim_directory(path: Path) -> DirectoryLock:
+    lock = DirectoryLock(path).acquire()
+    key = os.path.realpath(path)
+    with _OPEN_GUARD:
+        if key in _OPEN_DIRECTORIES:
+            lock.release()
+            raise DataDirectoryInUseError(
+                f"data directory {path} is already open by another Engine of this process "
+                f"(PID {os.getpid()}): share that Engine, or close it first",
+                path=str(path), pid=os.getpid())
+        _OPEN_DIRECTORIES.add(key)
+    return lock
+
+
+def _release_directory(lock: DirectoryLock) -> None:
+    with _OPEN_GUARD:
+        _OPEN_DIRECTORIES.discard(os.path.realpath(lock.path))
+    lock.release()
 
 
 class Engine:
@@ -74,6 +103,7 @@ class Engine:
         # Everything close() releases starts as None, so a failed open can close what it
         # had opened (LMDB allows one handle per environment per process: a leaked one
         # would make the next open of this directory in the process fail).
+        self._dir_lock: DirectoryLock | None = None
         self._catalog: Catalog | None = None
         self._tables: TableSet | None = None
         self._replicas: ReplicaManager | None = None
@@ -89,6 +119,7 @@ class Engine:
 
     def _open(self, backup_store, max_backups_in_flight, backup_parallelism,
               backup_compression_level, auto_split_bytes, background_nice) -> None:
+        self._dir_lock = _claim_directory(self.path)  # one owner per data directory
         (self.path / "tables").mkdir(parents=True, exist_ok=True)
         self._catalog = Catalog(self.path / "system")
         tables = self._tables = TableSet(self.path, self._catalog,
@@ -424,3 +455,5 @@ class Engine:
             self._tables.close()
         if self._catalog is not None:
             self._catalog.close()
+        if self._dir_lock is not None:
+            _release_directory(self._dir_lock)
