@@ -37,6 +37,7 @@ from engine.expressions.ast import (
     Projection,
     Update,
 )
+from engine.expressions.placeholders import Placeholders
 
 __all__ = [
     "ServerContext",
@@ -284,7 +285,7 @@ class RequestExpressions:
                         f"key {name}"
                     ) from None
         self._parser = parser
-        self.placeholders = parser.Placeholders(names, values)
+        self.placeholders = Placeholders(names, values)
         self._bound: list[str] = []
 
     def _bind(self, kind: str, text: Any) -> Any:

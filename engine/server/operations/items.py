@@ -18,7 +18,8 @@ from typing import Any
 from engine.attrvalue import deserialize_item, serialize_item
 from engine.errors import ConditionalCheckFailedException, ValidationException
 from engine.expressions import legacy
-from engine.expressions.ast import Update
+from engine.expressions.ast import Call, Path, Update
+from engine.expressions.evaluate import evaluate
 from engine.expressions.projection import project
 
 from .capacity import (
@@ -186,6 +187,9 @@ def update_item(ctx: ServerContext, request: dict) -> dict:
     condition = _condition(request, expressions)
     _finish(expressions)
     _check_key_not_updated(update, key_names)
+    if not update.actions:
+        return _update_without_actions(table, key, condition, return_values, capacity,
+                                       on_failure)
     old = table.get_item(key) if capacity != "NONE" else None
     try:
         result = table.update_item(
@@ -201,6 +205,28 @@ def update_item(ctx: ServerContext, request: dict) -> dict:
         new = result if return_values == "ALL_NEW" else table.get_item(key)
         add_consumed(response, capacity, table.name, item_write_units(old, new), write=True)
     return response
+
+
+def _update_without_actions(table: Any, key: dict, condition: Any, return_values: str,
+                            capacity: str, on_failure: str) -> dict:
+    """UpdateItem with no update at all: DynamoDB creates the key-only item if it is
+    missing (and the condition holds). The engine refuses an update without actions, so:
+    read, check, and create with a put conditioned on the item still being missing."""
+    old = table.get_item(key)
+    if condition is not None and not evaluate(condition, old):
+        failed = ConditionalCheckFailedException("The conditional request failed")
+        failed.item = old if on_failure == "ALL_OLD" else None  # type: ignore[attr-defined]
+        raise _failed(failed, on_failure)
+    if old is None:
+        missing = Call("attribute_not_exists", (Path((next(iter(key)),)),))
+        try:
+            table.put_item(dict(key), condition=missing)
+        except ConditionalCheckFailedException:
+            pass  # created meanwhile by another writer: nothing left to do
+    new = old if old is not None else dict(key)
+    result = {"ALL_OLD": old, "ALL_NEW": new}.get(return_values)
+    response: dict[str, Any] = {"Attributes": serialize_item(result)} if result else {}
+    return add_consumed(response, capacity, table.name, item_write_units(old, new), write=True)
 
 
 def _check_key_not_updated(update: Update, key_names: list[str]) -> None:
