@@ -264,7 +264,7 @@ def test_put_get_every_type(client):
     projected = client.get_item(
         TableName=name,
         Key={"pk": EVERY_TYPE["pk"], "sk": EVERY_TYPE["sk"]},
-        ProjectionExpression="#s, b, missing",
+        ProjectionExpression="#s, b, absent_attribute",
         ExpressionAttributeNames={"#s": "s"},
     )["Item"]
     assert projected == {"s": EVERY_TYPE["s"], "b": EVERY_TYPE["b"]}
