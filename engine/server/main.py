@@ -21,6 +21,18 @@ Clients::
 
 SIGTERM or Ctrl-C stops accepting connections, lets requests in flight finish (uvicorn's
 graceful shutdown), then closes the engine.
+
+Start-up order: the port is bound first, then the data directory is locked
+(``engine.dirlock``: one process per data directory) and opened — so a second server on a
+busy port never opens, creates or locks anything. Exit codes (``EXIT_*``): 0 stopped
+cleanly; 1 the engine failed (the message says why); 2 bad usage: arguments, credentials,
+a data directory that is a file, unwritable or cannot be created; 3 busy: the address or
+port cannot be bound, or another process holds the data directory (its PID is named).
+
+Connection limits (``engine.server.connections``): an idle keep-alive connection is closed
+after ``--idle-timeout`` seconds, one that has not sent its request line and headers within
+``--header-timeout`` seconds of opening (or of a request's first byte) is closed, and past
+``--max-connections`` open connections new ones get HTTP 503 ServiceUnavailable.
 """
 
 from __future__ import annotations
@@ -28,17 +40,38 @@ from __future__ import annotations
 import argparse
 import configparser
 import contextlib
+import errno
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["serve", "add_serve_arguments", "run_from_args", "load_credentials", "main"]
+from engine.server.connections import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+)
+
+__all__ = [
+    "serve",
+    "add_serve_arguments",
+    "run_from_args",
+    "load_credentials",
+    "main",
+    "ServeError",
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "EXIT_BUSY",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
 log = logging.getLogger("engine.server")
 
@@ -92,6 +125,71 @@ def _resolve_credentials(credentials_file: str | None) -> dict[str, str]:
     return dict(DEFAULT_CREDENTIALS)
 
 
+class ServeError(Exception):
+    """The server cannot start: a one-line ``message`` for the user and the exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def bind_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A listening socket on ``host:port``; ``ServeError`` (exit 3, or 2 for a host that
+    does not resolve) naming the address if it cannot be had. Listening at once lets
+    clients that connect while the engine opens wait in the backlog, not be refused."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise ServeError(f"cannot listen on --host {host!r}: {err.strerror}", EXIT_USAGE) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as err:
+        sock.close()
+        hint = (
+            "another process is listening there: stop it or pass another --port"
+            if err.errno == errno.EADDRINUSE
+            else "pass another --host or --port"
+        )
+        raise ServeError(
+            f"cannot listen on {host}:{port}: {err.strerror}; {hint}", EXIT_BUSY
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _open_data_dir(data_dir: Path) -> Any:
+    """Lock ``data_dir`` (creating it if needed) and return the held lock; a one-line
+    ``ServeError`` if it is a file, cannot be created or written, or another process has it."""
+    from engine.dirlock import DirectoryLock
+    from engine.errors import DataDirectoryInUseError
+
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ServeError(
+            f"data directory {data_dir} is not a directory: pass --data-dir with a "
+            "directory (it is created if missing)",
+            EXIT_USAGE,
+        )
+    try:
+        return DirectoryLock(data_dir).acquire()
+    except DataDirectoryInUseError as err:
+        raise ServeError(err.message, EXIT_BUSY) from None
+    except OSError as err:
+        raise ServeError(_unusable(data_dir, err), EXIT_USAGE) from None
+
+
+def _unusable(data_dir: Path, err: OSError) -> str:
+    where = f" ({err.filename})" if err.filename and str(err.filename) != str(data_dir) else ""
+    return (
+        f"cannot use data directory {data_dir}: {err.strerror or err}{where}; it must be "
+        "a directory this user can write (or create)"
+    )
+
+
 def _absolute_store_url(backups: Any) -> Any:
     """``file://./backups`` -> ``file:///abs/backups`` so the store does not depend on cwd."""
     if isinstance(backups, str) and backups.startswith("file://"):
@@ -112,16 +210,27 @@ def serve(
     max_workers: int = 16,
     default_partitions: int = 4,
     log_level: str = "info",
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
-    """Open the engine, serve until SIGTERM/SIGINT, close the engine.
+    """Bind the port, lock and open the engine, serve until SIGTERM/SIGINT, close the engine.
 
     ``credentials`` None means the defaults described in the module docstring (environment,
-    then ``local``/``local``).
+    then ``local``/``local``). Start-up failures raise :class:`ServeError` (a one-line
+    message and the exit code); nothing is opened or created before the port is bound.
     """
     import uvicorn
 
     from engine import Engine
     from engine.server.app import DEFAULT_MAX_BODY_BYTES, create_app
+    from engine.server.connections import limited_protocol
+
+    if idle_timeout_s <= 0 or header_timeout_s <= 0 or max_connections < 1:
+        raise ServeError(
+            "--idle-timeout and --header-timeout must be > 0 and --max-connections >= 1",
+            EXIT_USAGE,
+        )
 
     if credentials is None:
         credentials = _resolve_credentials(None)
@@ -131,32 +240,70 @@ def serve(
             "this address can use the data; pass --credentials",
             host,
         )
-    engine = Engine.open(
-        os.fspath(data_dir), region=region, backup_store=_absolute_store_url(backups)
-    )
+    listener = bind_listener(host, port)
+    try:
+        data_lock = _open_data_dir(Path(data_dir))
+        try:
+            try:
+                engine = Engine.open(
+                    os.fspath(data_dir), region=region, backup_store=_absolute_store_url(backups)
+                )
+            except OSError as err:
+                raise ServeError(_unusable(Path(data_dir), err), EXIT_USAGE) from None
+            _serve_engine(
+                engine,
+                listener,
+                uvicorn=uvicorn,
+                create_app=create_app,
+                app_options={
+                    "credentials": credentials,
+                    "region": region,
+                    "account_id": account_id,
+                    "max_body_bytes": max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+                    "max_workers": max_workers,
+                    "default_partitions": default_partitions,
+                },
+                config_options={
+                    "host": host,
+                    "port": port,
+                    "log_level": log_level,
+                    "timeout_keep_alive": idle_timeout_s,
+                    "http": limited_protocol(
+                        header_timeout_s=header_timeout_s, max_connections=max_connections
+                    ),
+                },
+            )
+        finally:
+            data_lock.release()  # after the engine closed
+    finally:
+        listener.close()
+
+
+def _serve_engine(
+    engine: Any,
+    listener: socket.socket,
+    *,
+    uvicorn: Any,
+    create_app: Any,
+    app_options: dict[str, Any],
+    config_options: dict[str, Any],
+) -> None:
     try:
         app = create_app(
             engine,
-            credentials=credentials,
-            region=region,
-            account_id=account_id,
-            max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
-            max_workers=max_workers,
-            default_partitions=default_partitions,
+            **app_options,
             # Close during lifespan shutdown, after requests in flight have finished.
             on_shutdown=engine.close,
         )
         config = uvicorn.Config(
             app,
-            host=host,
-            port=port,
-            log_level=log_level,
             lifespan="on",
             access_log=False,
             timeout_graceful_shutdown=30,
+            **config_options,
         )
         with _stop_signals_return_normally():
-            uvicorn.Server(config).run()
+            uvicorn.Server(config).run(sockets=[listener])
     finally:
         engine.close()  # idempotent; covers a failed start
 
@@ -185,9 +332,22 @@ defaults, any unmodified client works:
   AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
       aws dynamodb list-tables --endpoint-url http://127.0.0.1:8000
 
+The port is bound before the data directory is opened, and the data directory is locked
+for the server's lifetime: a second server, `tessera demo` or `tessera backups restore`
+on it is refused with the holder's PID.
+
+Connection limits: an idle keep-alive connection is closed after --idle-timeout seconds;
+a connection that has not sent its request line and headers within --header-timeout
+seconds (of opening, or of a request's first byte) is closed; beyond --max-connections
+open connections, new ones are answered 503 ServiceUnavailable (clients retry) and closed.
+
 SIGTERM or Ctrl-C stops accepting connections, finishes the requests in flight, flushes
 the WAL and closes the engine (exit status 0); a backup still running resumes on the
 next start.
+
+exit codes: 0 stopped cleanly; 1 the engine failed (the message says why); 2 bad usage
+(arguments, credentials, a data directory that is a file, unwritable or uncreatable);
+3 busy (the port cannot be bound, or another process holds the data directory).
 """
 
 
@@ -250,6 +410,29 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="partitions of a new table (default 4)",
     )
     parser.add_argument(
+        "--idle-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        help=f"close a keep-alive connection idle this long (default {DEFAULT_IDLE_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        help="close a connection whose request line and headers take longer "
+        f"(default {DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open connections at most; more get HTTP 503 and are closed "
+        f"(default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
@@ -260,14 +443,28 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``serve`` from parsed arguments; returns the process exit code."""
+    from engine.errors import TesseraError
+
     try:
         credentials = _resolve_credentials(args.credentials)
     except (OSError, ValueError) as err:
         print(f"tessera serve: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        _serve_args(args, credentials)
+    except ServeError as err:
+        print(f"tessera serve: {err.message}", file=sys.stderr)
+        return err.exit_code
+    except TesseraError as err:
+        print(f"tessera serve: {type(err).__name__}: {err.message}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _serve_args(args: argparse.Namespace, credentials: dict[str, str]) -> None:
     serve(
         data_dir=args.data_dir,
         backups=args.backups,
@@ -280,8 +477,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         max_workers=args.workers,
         default_partitions=args.partitions,
         log_level=args.log_level,
+        idle_timeout_s=args.idle_timeout,
+        header_timeout_s=args.header_timeout,
+        max_connections=args.max_connections,
     )
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
