@@ -11,14 +11,14 @@ from pathlib import Path
 from s3_servers import ACCESS_KEY, SECRET_KEY
 
 from engine import Engine
-from tools.backup_cmd import partition_fraction
+from engine.cli.backup_cmd import partition_fraction
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def tessera(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tools.cli", *args], cwd=REPO, capture_output=True, text=True,
+        [sys.executable, "-m", "engine.cli", *args], cwd=REPO, capture_output=True, text=True,
         timeout=300, env={**os.environ, **(env or {})},
     )
 

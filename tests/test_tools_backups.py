@@ -10,7 +10,7 @@ from restore_helpers import backup_of, every_type_item, fill_table, load_manifes
 
 from engine import Engine
 from engine.attrvalue import deserialize_item
-from tools.cli import main
+from engine.cli.main import main
 
 
 @pytest.fixture
