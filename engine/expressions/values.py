@@ -45,12 +45,10 @@ _MAX_DIGITS = 38
 _MAX_EXPONENT = 125  # largest magnitude 9.99..E+125
 _MIN_EXPONENT = -130  # smallest magnitude 1E-130
 
-# Exact arithmetic: any rounding (Inexact) or range error traps instead of a silent change.
-_NUMBER_CONTEXT = decimal.Context(
-    prec=_MAX_DIGITS, Emax=_MAX_EXPONENT, Emin=_MIN_EXPONENT,
-    traps=[decimal.Inexact, decimal.Overflow, decimal.Underflow, decimal.InvalidOperation,
-           decimal.Subnormal],
-)
+# Exact arithmetic: two stored numbers (38 digits, exponents -130..125) add exactly within
+# 400 digits; check_number then says what is wrong with a result DynamoDB cannot store.
+_EXACT_CONTEXT = decimal.Context(prec=400, Emax=999_999, Emin=-999_999,
+                                 traps=[decimal.Inexact, decimal.InvalidOperation])
 
 
 def is_number(value: Any) -> bool:
@@ -177,20 +175,9 @@ def check_number(value: int | Decimal) -> int | Decimal:
 def _arithmetic(left: int | Decimal, right: int | Decimal, subtract: bool) -> int | Decimal:
     if type(left) is int and type(right) is int:
         return check_number(left - right if subtract else left + right)
-    operation = _NUMBER_CONTEXT.subtract if subtract else _NUMBER_CONTEXT.add
+    operation = _EXACT_CONTEXT.subtract if subtract else _EXACT_CONTEXT.add
     try:
         result = operation(Decimal(left), Decimal(right))
-    except decimal.Inexact as err:
-        raise ValidationException(
-            "Attempting to store more than 38 significant digits in a Number") from err
-    except decimal.Overflow as err:
-        raise ValidationException(
-            "Number overflow. Attempting to store a number with magnitude larger than "
-            "supported range") from err
-    except (decimal.Underflow, decimal.Subnormal) as err:
-        raise ValidationException(
-            "Number underflow. Attempting to store a number with magnitude smaller than "
-            "supported range") from err
     except decimal.DecimalException as err:
         raise ValidationException(f"invalid number arithmetic: {left} and {right}") from err
     return check_number(result)
