@@ -63,6 +63,7 @@ from engine.expressions.tokens import (
 __all__ = [
     "CONDITION_KINDS",
     "MAX_IN_OPERANDS",
+    "MAX_OPERATORS",
     "MAX_PATH_DEPTH",
     "parse_condition",
     "parse_update",
@@ -78,6 +79,9 @@ MAX_IN_OPERANDS = 100
 #: Developer Guide, "Nested attribute depth": "DynamoDB supports nested attributes up to 32
 #: levels deep."
 MAX_PATH_DEPTH = 32
+#: Developer Guide, "Expression parameters": at most 300 operators or functions in one
+#: expression.
+MAX_OPERATORS = 300
 # Parentheses, NOT and function calls nested deeper than this are refused as a syntax error
 # at the token that goes too deep: the parser is recursive and must never overflow the stack.
 _MAX_NESTING = 64
@@ -213,6 +217,7 @@ class _Parser:
         self.pos = 0
         self.depth = 0
         self.problems: list[tuple[int, str]] = []
+        self.operators = 0  # operators and functions so far (MAX_OPERATORS)
         self.matching = _matching_parentheses(self.tokens)
 
     # -- plumbing
@@ -226,7 +231,18 @@ class _Parser:
             raise ValidationException(
                 syntax_error_message(self.kind, self.text, self.tokens, stop.index)
             ) from None
+        if self.operators > MAX_OPERATORS:
+            # Checked before anything walks the tree: the limit is also what keeps every
+            # recursive walk (checks, binding, evaluation) far from Python's stack limit.
+            raise ValidationException(
+                f"Invalid {self.kind}: The expression contains too many operators; "
+                f"operator count: {self.operators}"
+            )
         return tree
+
+    def counted(self, node):
+        self.operators += 1
+        return node
 
     def peek(self, ahead: int = 0) -> Token:
         return self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
@@ -322,7 +338,7 @@ class _Parser:
             args.append(self.operand())
         self.expect_punct(")")
         self.leave()
-        return Call(name, tuple(args))
+        return self.counted(Call(name, tuple(args)))
 
     # -- conditions
 
@@ -333,14 +349,14 @@ class _Parser:
         left = self.and_condition()
         while self.peek().is_word("OR"):
             self.advance()
-            left = Or(left, self.and_condition())
+            left = self.counted(Or(left, self.and_condition()))
         return left
 
     def and_condition(self) -> Condition:
         left = self.not_condition()
         while self.peek().is_word("AND"):
             self.advance()
-            left = And(left, self.not_condition())
+            left = self.counted(And(left, self.not_condition()))
         return left
 
     def not_condition(self) -> Condition:
@@ -349,7 +365,7 @@ class _Parser:
             self.advance()
             operand = self.not_condition()
             self.leave()
-            return Not(operand)
+            return self.counted(Not(operand))
         return self.primary_condition()
 
     def primary_condition(self) -> Condition:
@@ -358,7 +374,9 @@ class _Parser:
         # "(" opens either a parenthesized condition or a parenthesized operand, as in
         # "(a) = :v" or "(size(a)) > :n": try the condition first, then the operand; if both
         # fail, report the one that got further.
-        start, depth, problems = self.pos, self.depth, len(self.problems)
+        start, depth, problems, operators = (
+                self.pos, self.depth, len(self.problems), self.operators
+            )
         try:
             self.enter()
             open_index = self.pos
@@ -372,7 +390,7 @@ class _Parser:
             first_failure = self.pos
         except _SyntaxError as stop:
             first_failure = stop.index
-        self.pos, self.depth = start, depth
+        self.pos, self.depth, self.operators = start, depth, operators
         del self.problems[problems:]
         try:
             return self.simple_condition()
@@ -390,14 +408,14 @@ class _Parser:
         token = self.peek()
         if token.kind == "op" and token.text in COMPARATORS:
             self.advance()
-            return Compare(token.text, left, self.operand())
+            return self.counted(Compare(token.text, left, self.operand()))
         if token.is_word("BETWEEN"):
             self.advance()
             low = self.operand()
             if not self.peek().is_word("AND"):
                 raise self.fail()
             self.advance()
-            return Between(left, low, self.operand())
+            return self.counted(Between(left, low, self.operand()))
         if token.is_word("IN"):
             self.advance()
             self.expect_punct("(")
@@ -406,7 +424,7 @@ class _Parser:
                 self.advance()
                 options.append(self.operand())
             self.expect_punct(")")
-            return In(left, tuple(options))
+            return self.counted(In(left, tuple(options)))
         if isinstance(left, Call):
             return left  # a function used as a condition (which ones may is checked later)
         raise self.fail()
@@ -456,7 +474,9 @@ class _Parser:
         """``operand``, ``operand + operand`` or ``operand - operand``, the whole possibly
         in parentheses."""
         if self.peek().is_punct("("):
-            start, depth, problems = self.pos, self.depth, len(self.problems)
+            start, depth, problems, operators = (
+                self.pos, self.depth, len(self.problems), self.operators
+            )
             try:
                 self.enter()
                 open_index = self.pos
@@ -471,7 +491,7 @@ class _Parser:
                 first_failure = self.pos
             except _SyntaxError as stop:
                 first_failure = stop.index
-            self.pos, self.depth = start, depth
+            self.pos, self.depth, self.operators = start, depth, operators
             del self.problems[problems:]
             try:
                 return self.set_arithmetic()
@@ -484,7 +504,7 @@ class _Parser:
         token = self.peek()
         if token.kind == "op" and token.text in ("+", "-"):
             self.advance()
-            return Arithmetic(token.text, left, self.operand())
+            return self.counted(Arithmetic(token.text, left, self.operand()))
         return left
 
     # -- projections
