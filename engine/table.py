@@ -30,7 +30,8 @@ from .expressions.ast import (
     Update,
 )
 from .expressions.evaluate import check_condition, evaluate
-from .expressions.placeholders import Placeholders
+from .expressions.parser import parse_condition, parse_projection, parse_update
+from .expressions.placeholders import Placeholders, bind
 from .expressions.projection import project, project_paths
 from .expressions.tuples import condition_from_tuples, update_from_tuples
 from .expressions.update import apply_update, check_update_paths
@@ -153,10 +154,10 @@ def _check_condition_holds(condition: Condition, old: dict | None, on_failure: s
 class _Expressions:
     """One call's expressions, in any of their forms, made into bound trees.
 
-    A string is parsed (:mod:`engine.expressions.parser`) and bound with the call's
-    ``names`` / ``values``; every string of the call shares one :class:`Placeholders`, so
-    :meth:`finish` reports unused placeholders once all are bound, as DynamoDB does. Bound
-    trees pass through; the older tuple forms are converted
+    A string is parsed (:mod:`engine.expressions.parser`, cached by its text) and bound
+    with the call's ``names`` / ``values``; every string of the call shares one
+    :class:`Placeholders`, so :meth:`finish` reports unused placeholders once all are
+    bound, as DynamoDB does. Bound trees pass through; the older tuple forms are converted
     (:mod:`engine.expressions.tuples`); a projection may also be a list of top-level names.
     """
 
@@ -168,19 +169,15 @@ class _Expressions:
         self.placeholders: Placeholders | None = None
 
     def _bind(self, tree: Any, kind: str) -> Any:
-        from .expressions import parser  # written alongside; imported on first string use
-
         if self.placeholders is None:
             self.placeholders = Placeholders(self.names, self.values)
-        return parser.bind(tree, self.placeholders, kind)
+        return bind(tree, self.placeholders, kind)
 
     def condition(self, condition: Any, kind: str = "ConditionExpression") -> Condition | None:
         if condition is None:
             return None
         if isinstance(condition, str):
-            from .expressions import parser
-
-            tree = self._bind(parser.parse_condition(condition, kind), kind)
+            tree = self._bind(parse_condition(condition, kind), kind)
         elif isinstance(condition, _CONDITION_NODES):
             tree = condition
         elif isinstance(condition, (list, tuple)):
@@ -196,9 +193,7 @@ class _Expressions:
 
     def update(self, update: Any) -> Update:
         if isinstance(update, str):
-            from .expressions import parser
-
-            return self._bind(parser.parse_update(update), "UpdateExpression")
+            return self._bind(parse_update(update), "UpdateExpression")
         if isinstance(update, Update):
             return update
         if isinstance(update, (list, tuple)):
@@ -212,15 +207,14 @@ class _Expressions:
         if projection is None:
             return None
         if isinstance(projection, str):
-            from .expressions import parser
-
-            return self._bind(parser.parse_projection(projection), "ProjectionExpression")
+            return self._bind(parse_projection(projection), "ProjectionExpression")
         if isinstance(projection, Projection):
             if not projection.paths:
                 raise ValidationException("a projection must list one or more paths")
             return projection
-        names = _projection(projection)
-        return Projection(tuple(Path((name,)) for name in sorted(names)))
+        names = list(dict.fromkeys(projection))  # the caller's order, once each
+        _projection(names)
+        return Projection(tuple(Path((name,)) for name in names))
 
     def finish(self) -> None:
         """After every expression of the call: names or values no expression used are an
