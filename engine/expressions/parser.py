@@ -1,4 +1,4 @@
-"""Text to tree for DynamoDB's expressions, and binding a tree to one request's placeholders.
+"""Text to tree for DynamoDB's expressions (the parsing stage; binding is the next one).
 
 Two stages (the contract is in :mod:`engine.expressions.ast`):
 
@@ -123,7 +123,7 @@ def parse_condition(text: str, kind: str = "ConditionExpression") -> Condition:
     if kind not in CONDITION_KINDS:
         raise ValueError(f"kind must be one of {CONDITION_KINDS}, not {kind!r}")
     _check_text(text, kind)
-    return cached_parse(kind, text, _build_condition_parser(kind))
+    return cached_parse(kind, text, _CONDITION_PARSERS[kind])
 
 
 def parse_update(text: str) -> Update:
@@ -144,30 +144,37 @@ def parse_projection(text: str) -> Projection:
 
 
 def _check_text(text: Any, kind: str) -> None:
+    """The checks that run before the cache is consulted: type, size, emptiness."""
     if not isinstance(text, str):
         raise ValidationException(f"{kind} must be a string")
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_EXPRESSION_BYTES:
-        raise ValidationException(
-            f"Invalid {kind}: Expression size has exceeded the maximum allowed size; "
-            f"expression size: {size}"
-        )
+    # A character is at most 4 UTF-8 bytes: only long texts need encoding to be measured.
+    if len(text) * 4 > MAX_EXPRESSION_BYTES:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_EXPRESSION_BYTES:
+            raise ValidationException(
+                f"Invalid {kind}: Expression size has exceeded the maximum allowed size; "
+                f"expression size: {size}"
+            )
     if not text.strip():
         raise ValidationException(f"Invalid {kind}: The expression can not be empty;")
 
 
-def _build_condition_parser(kind: str):
-    def parse(text: str) -> Condition:
-        parser = _Parser(text, kind, _CONDITION_KEYWORDS)
-        tree = parser.run(parser.condition_expression)
-        checker = _Checker(kind, parser.problems)
-        checker.condition(tree)
-        checker.raise_first()
-        if kind == "KeyConditionExpression":
-            key_terms(tree)
-        return tree
+def _parse_condition_uncached(text: str, kind: str) -> Condition:
+    parser = _Parser(text, kind, _CONDITION_KEYWORDS)
+    tree = parser.run(parser.condition_expression)
+    checker = _Checker(kind, parser.problems)
+    checker.condition(tree)
+    checker.raise_first()
+    if kind == "KeyConditionExpression":
+        key_terms(tree)  # raises for anything but a key condition's shape
+    return tree
 
-    return parse
+
+def _condition_parser(kind: str):
+    return lambda text: _parse_condition_uncached(text, kind)
+
+
+_CONDITION_PARSERS = {kind: _condition_parser(kind) for kind in CONDITION_KINDS}
 
 
 def _parse_update_uncached(text: str) -> Update:
@@ -375,8 +382,8 @@ class _Parser:
         # "(a) = :v" or "(size(a)) > :n": try the condition first, then the operand; if both
         # fail, report the one that got further.
         start, depth, problems, operators = (
-                self.pos, self.depth, len(self.problems), self.operators
-            )
+            self.pos, self.depth, len(self.problems), self.operators
+        )
         try:
             self.enter()
             open_index = self.pos
