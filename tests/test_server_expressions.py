@@ -1,288 +1,310 @@
-"""Update/Condition/KeyCondition/Projection expressions (engine.server.expressions)."""
+"""The expression language through the server, per expression kind, from the Developer
+Guide's examples and rules ("Using expressions in DynamoDB"): update actions on nested
+documents, conditions with every comparator and function and their precedence,
+projections of nested paths, placeholders and their errors, reserved words, size
+limits. Semantics live in engine.expressions; these tests check that the server hands
+requests to it and answers in DynamoDB's shapes and error types."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from engine.errors import ValidationException
-from engine.server.expressions import (
-    ExpressionContext,
-    evaluate_condition,
-    parse_condition,
-    parse_key_condition,
-    parse_projection,
-    parse_update,
-    typed_equal,
+from botocore.exceptions import ClientError
+from test_server_http import (  # noqa: F401  (module-scoped fixtures: engine, app, server, client)
+    app,
+    client,
+    engine,
+    error_code,
+    new_table,
+    server,
 )
 
-VALUES = {
-    ":n": {"N": "5"},
-    ":s": {"S": "x"},
-    ":ss": {"SS": ["a", "b"]},
-    ":ns": {"NS": ["1"]},
-    ":d": {"N": "1.5"},
-    ":lo": {"N": "1"},
-    ":hi": {"N": "9"},
-    ":p": {"S": "pre"},
+from engine.expressions.cache import parse_cache_info
+
+
+def message(caught: pytest.ExceptionInfo) -> str:
+    return caught.value.response["Error"]["Message"]
+
+
+@pytest.fixture(scope="module")
+def table(client):  # noqa: F811
+    return new_table(client, sort_type=None)
+
+
+_keys = iter(range(10**6))
+
+# The Developer Guide's ProductCatalog item (abridged), in typed JSON.
+PRODUCT = {
+    "Title": {"S": "Bicycle 123"},
+    "Price": {"N": "500"},
+    "Color": {"L": [{"S": "Red"}, {"S": "Black"}]},
+    "ProductCategory": {"S": "Bicycle"},
+    "Tags": {"SS": ["road", "sport"]},  # sets come back sorted
+    "Pictures": {"M": {
+        "FrontView": {"S": "http://example.com/front.jpg"},
+        "RearView": {"S": "http://example.com/rear.jpg"},
+    }},
+    "ProductReviews": {"M": {
+        "FiveStar": {"L": [{"S": "Excellent!"}, {"S": "Great value"}]},
+        "OneStar": {"L": [{"S": "Terrible"}]},
+    }},
+    "Quantity": {"N": "10"},
 }
-NAMES = {"#a": "alpha", "#st": "status"}
 
 
-def ctx(names=None, values=None):
-    """A context with the test placeholders; ``{}`` means "no names/values given"."""
-    names = dict(NAMES) if names is None else names
-    values = dict(VALUES) if values is None else values
-    return ExpressionContext(names or None, values or None)
+def product(client, table) -> dict:  # noqa: F811
+    key = {"pk": {"S": f"product-{next(_keys)}"}}
+    client.put_item(TableName=table, Item={**key, **PRODUCT})
+    return key
+
+
+def item(client, table, key) -> dict:  # noqa: F811
+    return client.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
 
 
 # --- UpdateExpression -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("expression", "actions"),
+    ("expression", "values", "check"),
     [
-        ("SET a = :s", [("SET", "a", "x")]),
-        ("set a = :s, b = :n", [("SET", "a", "x"), ("SET", "b", 5)]),
-        ("SET #a = #a + :n", [("INCREMENT", "alpha", 5)]),
-        ("SET a = a - :d", [("INCREMENT", "a", Decimal("-1.5"))]),
-        ("SET a = :n + a", [("INCREMENT", "a", 5)]),
-        ("SET a = if_not_exists(a, :n)", [("SET_IF_NOT_EXISTS", "a", 5)]),
-        ("SET a = IF_NOT_EXISTS ( a , :n )", [("SET_IF_NOT_EXISTS", "a", 5)]),
-        ("REMOVE a, #st", [("REMOVE", "a"), ("REMOVE", "status")]),
-        ("ADD c :n, d :ss", [("ADD", "c", 5), ("ADD", "d", {"a", "b"})]),
-        ("DELETE d :ss", [("DELETE", "d", {"a", "b"})]),
-        (
-            "SET a = :s REMOVE b ADD c :n DELETE d :ns",
-            [("SET", "a", "x"), ("REMOVE", "b"), ("ADD", "c", 5), ("DELETE", "d", {1})],
-        ),
-        ("REMOVE b SET a=:s", [("REMOVE", "b"), ("SET", "a", "x")]),
+        ("SET Price = Price - :p", {":p": {"N": "15"}}, lambda i: i["Price"] == {"N": "485"}),
+        ("SET Price = :p + Quantity", {":p": {"N": "1"}}, lambda i: i["Price"] == {"N": "11"}),
+        ("SET Color = list_append(Color, :c)", {":c": {"L": [{"S": "White"}]}},
+         lambda i: [c["S"] for c in i["Color"]["L"]] == ["Red", "Black", "White"]),
+        ("SET Color = list_append(:c, Color)", {":c": {"L": [{"S": "White"}]}},
+         lambda i: [c["S"] for c in i["Color"]["L"]] == ["White", "Red", "Black"]),
+        ("SET Stock = if_not_exists(Stock, :zero) + :n", {":zero": {"N": "0"}, ":n": {"N": "3"}},
+         lambda i: i["Stock"] == {"N": "3"}),
+        ("SET Price = if_not_exists(Price, :p)", {":p": {"N": "1"}},
+         lambda i: i["Price"] == {"N": "500"}),
+        ("SET Pictures.SideView = :s", {":s": {"S": "side"}},
+         lambda i: i["Pictures"]["M"]["SideView"] == {"S": "side"}),
+        ("SET ProductReviews.FiveStar[0] = :r", {":r": {"S": "Best"}},
+         lambda i: i["ProductReviews"]["M"]["FiveStar"]["L"][0] == {"S": "Best"}),
+        ("SET Color[5] = :c", {":c": {"S": "Appended"}},
+         lambda i: i["Color"]["L"][-1] == {"S": "Appended"} and len(i["Color"]["L"]) == 3),
+        ("SET Title = ProductCategory", None, lambda i: i["Title"] == {"S": "Bicycle"}),
+        ("REMOVE Pictures.RearView, Color[0]", None,
+         lambda i: "RearView" not in i["Pictures"]["M"] and i["Color"]["L"] == [{"S": "Black"}]),
+        ("REMOVE ProductReviews.FiveStar[1], Quantity", None,
+         lambda i: len(i["ProductReviews"]["M"]["FiveStar"]["L"]) == 1 and "Quantity" not in i),
+        ("ADD Quantity :n, Tags :t", {":n": {"N": "-2"}, ":t": {"SS": ["new"]}},
+         lambda i: i["Quantity"] == {"N": "8"} and set(i["Tags"]["SS"]) == {"sport", "road",
+                                                                             "new"}),
+        ("DELETE Tags :t", {":t": {"SS": ["road"]}}, lambda i: i["Tags"] == {"SS": ["sport"]}),
+        ("SET a = :v REMOVE Quantity ADD n :one DELETE Tags :t",
+         {":v": {"S": "x"}, ":one": {"N": "1"}, ":t": {"SS": ["sport", "road"]}},
+         lambda i: i["a"] == {"S": "x"} and "Quantity" not in i and i["n"] == {"N": "1"}
+         and "Tags" not in i),
     ],
 )
-def test_update_parses(expression, actions):
-    assert parse_update(expression, ctx()) == actions
+def test_update_actions(client, table, expression, values, check):  # noqa: F811
+    key = product(client, table)
+    extra = {"ExpressionAttributeValues": values} if values else {}
+    client.update_item(TableName=table, Key=key, UpdateExpression=expression, **extra)
+    assert check(item(client, table, key))
 
 
 @pytest.mark.parametrize(
-    ("expression", "fragment"),
+    ("expression", "values", "fragment"),
     [
-        ("", "can not be empty"),
-        ("SET a = :s SET b = :n", 'The "SET" section can only be used once'),
-        ("SET a = :s, a = :n", "Two document paths overlap"),
-        ("SET a = :s REMOVE a", "Two document paths overlap"),
-        ("SET a = b", "not supported"),
-        ("SET a = b + :n", "not supported"),
-        ("SET a = :n - a", "not supported"),
-        ("SET a = a + :s", "Incorrect operand type"),
-        ("SET a = if_not_exists(b, :n)", "not supported"),
-        ("SET a = list_append(a, :s)", "not supported"),
-        ("SET a.b = :s", "nested document path"),
-        ("REMOVE a[0]", "nested document path"),
-        ("ADD a :s", "Incorrect operand type"),
-        ("DELETE a :n", "Incorrect operand type"),
-        ("SET a = :missing", "attribute value used in expression is not defined"),
-        ("SET #missing = :s", "attribute name used in the document path is not defined"),
-        ("UPSERT a = :s", "Syntax error"),
-        ("SET a :s", "Syntax error"),
-        ("SET a = :s,", "Syntax error"),
-        ("SET a = :s $", "Syntax error"),
+        ("SET Price = Title + :p", {":p": {"N": "1"}}, "incorrect data type"),
+        ("SET Absent = Nothing + :p", {":p": {"N": "1"}}, "does not exist in the item"),
+        ("SET Pictures.A.B = :p", {":p": {"N": "1"}}, "document path provided in the update"),
+        ("ADD Title :p", {":p": {"N": "1"}}, None),
+        ("ADD Quantity :s", {":s": {"S": "x"}}, None),
+        ("SET Color = list_append(Color, :s)", {":s": {"S": "x"}}, None),
+        ("SET a = :p, a = :p", {":p": {"N": "1"}}, "overlap"),
+        ("SET Pictures = :p REMOVE Pictures.FrontView", {":p": {"N": "1"}}, "overlap"),
+        ("SET a = :p SET b = :p", {":p": {"N": "1"}}, None),
+        ("SET a = :undefined", None, "not defined"),
+        ("SET #undefined = :p", {":p": {"N": "1"}}, "not defined"),
+        ("REMOVE", None, None),
+        ("SET Name = :p", {":p": {"N": "1"}}, "reserved keyword"),
+        ("DELETE Quantity :t", {":t": {"SS": ["x"]}}, None),
     ],
 )
-def test_update_errors(expression, fragment):
-    with pytest.raises(ValidationException) as caught:
-        parse_update(expression, ctx())
-    assert fragment in caught.value.message
-    assert (
-        caught.value.message.startswith("Invalid UpdateExpression")
-        or "ExpressionAttribute" in caught.value.message
-    )
-
-
-def test_unused_placeholders_are_reported():
-    context = ctx({"#a": "alpha", "#b": "beta"}, {":s": {"S": "x"}, ":unused": {"S": "y"}})
-    parse_update("SET #a = :s", context)
-    with pytest.raises(
-        ValidationException, match=r"ExpressionAttributeNames unused in expressions: keys: \{#b\}"
-    ):
-        context.check_all_used()
-    context = ctx({"#a": "alpha"}, {":s": {"S": "x"}, ":unused": {"S": "y"}})
-    parse_update("SET #a = :s", context)
-    with pytest.raises(
-        ValidationException,
-        match=r"ExpressionAttributeValues unused in expressions: keys: \{:unused\}",
-    ):
-        context.check_all_used()
-
-
-def test_bad_placeholder_value_names_the_placeholder():
-    with pytest.raises(ValidationException, match=":bad"):
-        parse_update("SET a = :bad", ctx(values={":bad": {"N": "x"}}))
-
-
-identifiers = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
-    lambda name: (
-        name.upper() not in {"SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "BETWEEN", "IN"}
-    )
-)
-
-
-@given(st.lists(identifiers, min_size=1, max_size=6, unique=True), st.data())
-def test_generated_updates_round_trip(names, data):
-    """Write random actions as text; parsing gives back exactly those actions."""
-    values = {}
-    clauses: dict[str, list[str]] = {}
-    expected = []
-    for index, name in enumerate(names):
-        verb = data.draw(st.sampled_from(["SET", "INC", "IFNE", "REMOVE", "ADD"]))
-        placeholder = f":v{index}"
-        number = data.draw(st.integers(-1000, 1000))
-        values[placeholder] = {"N": str(number)}
-        use_hash = data.draw(st.booleans())
-        ref = f"#n{index}" if use_hash else name
-        if verb == "SET":
-            clauses.setdefault("SET", []).append(f"{ref} = {placeholder}")
-            expected.append(("SET", name, number))
-        elif verb == "INC":
-            clauses.setdefault("SET", []).append(f"{ref} = {ref} + {placeholder}")
-            expected.append(("INCREMENT", name, number))
-        elif verb == "IFNE":
-            clauses.setdefault("SET", []).append(f"{ref} = if_not_exists({ref}, {placeholder})")
-            expected.append(("SET_IF_NOT_EXISTS", name, number))
-        elif verb == "REMOVE":
-            del values[placeholder]
-            clauses.setdefault("REMOVE", []).append(ref)
-            expected.append(("REMOVE", name))
-        else:
-            clauses.setdefault("ADD", []).append(f"{ref} {placeholder}")
-            expected.append(("ADD", name, number))
-    expression = " ".join(f"{verb} {', '.join(parts)}" for verb, parts in clauses.items())
-    names_map = {
-        f"#n{index}": name for index, name in enumerate(names) if f"#n{index}" in expression
-    }
-    context = ExpressionContext(names_map or None, values or None)
-    actions = parse_update(expression, context)
-    context.check_all_used()
-    order = {verb: position for position, verb in enumerate(clauses)}
-    verb_of = {
-        "SET": "SET",
-        "INCREMENT": "SET",
-        "SET_IF_NOT_EXISTS": "SET",
-        "REMOVE": "REMOVE",
-        "ADD": "ADD",
-    }
-    assert actions == sorted(expected, key=lambda action: order[verb_of[action[0]]])
+def test_update_errors(client, table, expression, values, fragment):  # noqa: F811
+    key = product(client, table)
+    extra = {"ExpressionAttributeValues": values} if values else {}
+    with pytest.raises(ClientError) as caught:
+        client.update_item(TableName=table, Key=key, UpdateExpression=expression, **extra)
+    assert error_code(caught) == "ValidationException"
+    if fragment:
+        assert fragment in message(caught)
+    assert item(client, table, key) == {**key, **PRODUCT}  # nothing written
 
 
 # --- ConditionExpression ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("expression", "clauses"),
+    ("expression", "values", "holds"),
     [
-        ("attribute_exists(a)", [("attribute_exists", "a")]),
-        ("attribute_not_exists(#a)", [("attribute_not_exists", "alpha")]),
-        ("a = :s", [("=", "a", "x")]),
-        (":s = a", [("=", "a", "x")]),
-        ("a <> :n", [("<>", "a", 5)]),
-        (
-            "attribute_exists(a) AND (b = :s and c <> :n)",
-            [("attribute_exists", "a"), ("=", "b", "x"), ("<>", "c", 5)],
-        ),
+        ("Price = :p", {":p": {"N": "500"}}, True),
+        ("Price <> :p", {":p": {"N": "500"}}, False),
+        ("Price < :p", {":p": {"N": "600"}}, True),
+        ("Price <= :p", {":p": {"N": "499"}}, False),
+        ("Price > :p", {":p": {"N": "499"}}, True),
+        ("Price >= :p", {":p": {"N": "501"}}, False),
+        ("Price BETWEEN :lo AND :hi", {":lo": {"N": "100"}, ":hi": {"N": "500"}}, True),
+        ("ProductCategory IN (:a, :b)", {":a": {"S": "Car"}, ":b": {"S": "Bicycle"}}, True),
+        ("attribute_exists(Pictures.SideView)", None, False),
+        ("attribute_not_exists(Manufacturer)", None, True),
+        ("attribute_type(Color, :t)", {":t": {"S": "L"}}, True),
+        ("begins_with(Pictures.FrontView, :p)", {":p": {"S": "http://"}}, True),
+        ("contains(Color, :c)", {":c": {"S": "Red"}}, True),
+        ("contains(Tags, :c)", {":c": {"S": "mountain"}}, False),
+        ("size(ProductReviews.FiveStar) = :n", {":n": {"N": "2"}}, True),
+        ("size(Title) > :n", {":n": {"N": "20"}}, False),
+        ("Color[1] = :c", {":c": {"S": "Black"}}, True),
+        ("NOT Price = :p AND Quantity = :q", {":p": {"N": "1"}, ":q": {"N": "10"}}, True),
+        ("Price = :p OR Quantity = :p AND Title = :p",
+         {":p": {"N": "500"}}, True),  # AND binds tighter than OR
+        ("(Price = :p OR Quantity = :p) AND Title = :p", {":p": {"N": "500"}}, False),
+        ("NOT (Price = :p OR Quantity = :q)", {":p": {"N": "1"}, ":q": {"N": "1"}}, True),
+        ("Price = Quantity", None, False),
+        ("Absent <> :p", {":p": {"N": "1"}}, True),
+        ("Absent = :p", {":p": {"N": "1"}}, False),
     ],
 )
-def test_condition_parses(expression, clauses):
-    assert parse_condition(expression, ctx()) == clauses
+def test_conditions(client, table, expression, values, holds):  # noqa: F811
+    key = product(client, table)
+    extra = {"ExpressionAttributeValues": values} if values else {}
+    call = lambda: client.delete_item(  # noqa: E731
+        TableName=table, Key=key, ConditionExpression=expression, **extra)
+    if holds:
+        call()
+        assert "Item" not in client.get_item(TableName=table, Key=key)
+    else:
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert error_code(caught) == "ConditionalCheckFailedException"
 
 
 @pytest.mark.parametrize(
-    "expression",
+    ("expression", "values", "fragment"),
     [
-        "a = :s OR b = :s",
-        "NOT attribute_exists(a)",
-        "a < :n",
-        "a BETWEEN :lo AND :hi",
-        "begins_with(a, :p)",
-        "contains(a, :s)",
-        "a = b",
-        "a = :s AND",
-        "(a = :s",
-        "size(a) = :n",
+        ("Price = ", None, "Syntax error"),
+        ("BEGINS_WITH(Title, :p)", {":p": {"S": "B"}}, "Invalid function name"),
+        ("unknown_function(Title)", None, "Invalid function name"),
+        ("Price < :l", {":l": {"L": []}}, None),
+        ("Price BETWEEN :hi AND :lo", {":lo": {"N": "1"}, ":hi": {"N": "9"}}, None),
+        ("begins_with(Title, :n)", {":n": {"N": "1"}}, None),
+        ("attribute_type(Title, :t)", {":t": {"S": "X"}}, None),
+        ("size(Title)", None, None),
+        ("Price = :p", {":p": {"N": "1"}, ":extra": {"N": "2"}}, "unused"),
+        ("Status = :p", {":p": {"N": "1"}}, "reserved keyword"),
+        ("((Price = :p))", {":p": {"N": "1"}}, "redundant parentheses"),
     ],
 )
-def test_condition_errors(expression):
-    with pytest.raises(ValidationException, match="Invalid ConditionExpression"):
-        parse_condition(expression, ctx())
-
-
-def test_condition_evaluation_is_typed():
-    item = {"a": 1, "b": True, "l": [1, "x"], "m": {"k": True}}
-    assert evaluate_condition([("=", "a", Decimal("1.0"))], item)
-    assert not evaluate_condition([("=", "b", 1)], item)
-    assert evaluate_condition([("<>", "b", 1)], item)
-    assert evaluate_condition([("<>", "missing", 1)], item)
-    assert not evaluate_condition([("=", "missing", 1)], item)
-    assert evaluate_condition([("attribute_exists", "a"), ("attribute_not_exists", "z")], item)
-    assert typed_equal([1, "x"], [Decimal(1), "x"]) and not typed_equal({"k": True}, {"k": 1})
-
-
-# --- KeyConditionExpression -------------------------------------------------------------
-
-SCHEMA = [("pk", "S"), ("sk", "N")]
-STRING_SORT = [("pk", "S"), ("sk", "S")]
-
-
-@pytest.mark.parametrize(
-    ("expression", "schema", "expected"),
-    [
-        ("pk = :s", SCHEMA, ("x", None)),
-        ("pk = :s AND sk = :n", SCHEMA, ("x", ("=", 5))),
-        ("sk < :n AND pk = :s", SCHEMA, ("x", ("<", 5))),
-        ("pk = :s AND sk <= :n", SCHEMA, ("x", ("<=", 5))),
-        ("pk = :s AND sk > :n", SCHEMA, ("x", (">", 5))),
-        ("pk = :s AND :n <= sk", SCHEMA, ("x", (">=", 5))),
-        ("pk = :s AND sk BETWEEN :lo AND :hi", SCHEMA, ("x", ("between", 1, 9))),
-        ("pk = :s AND begins_with(sk, :p)", STRING_SORT, ("x", ("begins_with", "pre"))),
-        ("(pk = :s) AND (sk >= :n)", SCHEMA, ("x", (">=", 5))),
-        ("#k = :s", [("key", "S")], ("x", None)),
-    ],
-)
-def test_key_condition_parses(expression, schema, expected):
-    context = ctx({"#k": "key"} if "#k" in expression else {})
-    assert parse_key_condition(expression, context, schema) == expected
-
-
-@pytest.mark.parametrize(
-    ("expression", "fragment"),
-    [
-        ("sk = :n", "missed key schema element: pk"),
-        ("pk > :s", "Query key condition not supported"),
-        ("pk = :n", "Condition parameter type does not match schema type"),
-        ("pk = :s AND sk = :s", "Condition parameter type does not match schema type"),
-        ("pk = :s AND other = :n", "missed key schema element"),
-        ("pk = :s AND pk = :s", "one condition per key"),
-        ("pk = :s AND begins_with(sk, :n)", "begins_with"),
-        ("pk = :s OR sk = :n", "OR"),
-        ("pk = :s AND sk <> :n", "Invalid operator"),
-        ("pk = :s AND contains(sk, :n)", "Invalid function name"),
-    ],
-)
-def test_key_condition_errors(expression, fragment):
-    with pytest.raises(ValidationException) as caught:
-        parse_key_condition(expression, ctx({}), SCHEMA)
-    assert fragment in caught.value.message
+def test_condition_errors(client, table, expression, values, fragment):  # noqa: F811
+    key = product(client, table)
+    extra = {"ExpressionAttributeValues": values} if values else {}
+    with pytest.raises(ClientError) as caught:
+        client.delete_item(TableName=table, Key=key, ConditionExpression=expression, **extra)
+    assert error_code(caught) == "ValidationException"
+    if fragment:
+        assert fragment in message(caught)
 
 
 # --- ProjectionExpression ---------------------------------------------------------------
 
 
-def test_projection():
-    assert parse_projection("a, #a,b", ctx({"#a": "alpha"})) == ["a", "alpha", "b"]
-    with pytest.raises(ValidationException, match="overlap"):
-        parse_projection("a, a", ctx({}))
-    with pytest.raises(ValidationException, match="nested"):
-        parse_projection("a.b", ctx({}))
-    with pytest.raises(ValidationException, match="Syntax error"):
-        parse_projection("a,, b", ctx({}))
+@pytest.mark.parametrize(
+    ("expression", "names", "expected"),
+    [
+        ("Title, Price", None, {"Title": PRODUCT["Title"], "Price": PRODUCT["Price"]}),
+        ("Color[1], Pictures.FrontView", None, {
+            "Color": {"L": [{"S": "Black"}]},
+            "Pictures": {"M": {"FrontView": PRODUCT["Pictures"]["M"]["FrontView"]}},
+        }),
+        ("ProductReviews.FiveStar[0], ProductReviews.OneStar", None, {"ProductReviews": {"M": {
+            "FiveStar": {"L": [{"S": "Excellent!"}]}, "OneStar": {"L": [{"S": "Terrible"}]},
+        }}}),
+        ("#n, #dot", {"#n": "Quantity", "#dot": "Pictures.FrontView"},
+         {"Quantity": PRODUCT["Quantity"]}),
+        ("Nothing, Color[7]", None, {}),
+    ],
+)
+def test_projections(client, table, expression, names, expected):  # noqa: F811
+    key = product(client, table)
+    extra = {"ExpressionAttributeNames": names} if names else {}
+    response = client.get_item(TableName=table, Key=key, ProjectionExpression=expression,
+                               **extra)
+    assert response.get("Item", {}) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "fragment"),
+    [
+        ("Title, Title", "overlap"),
+        ("Pictures, Pictures.FrontView", "overlap"),
+        ("Title,", "Syntax error"),
+        ("Size", "reserved keyword"),
+        ("a" * 4097, "Expression size has exceeded the maximum allowed size"),
+    ],
+)
+def test_projection_errors(client, table, expression, fragment):  # noqa: F811
+    with pytest.raises(ClientError) as caught:
+        client.get_item(TableName=table, Key={"pk": {"S": "x"}}, ProjectionExpression=expression)
+    assert error_code(caught) == "ValidationException"
+    assert fragment in message(caught)
+
+
+def test_expression_of_exactly_4096_bytes_accepted(client, table):  # noqa: F811
+    names = " , ".join(f"a{i}" for i in range(800))
+    expression = (names + " , " + "b" * 4096)[:4096].rstrip(" ,")
+    expression += "b" * (4096 - len(expression))
+    assert len(expression.encode()) == 4096
+    client.get_item(TableName=table, Key={"pk": {"S": "x"}}, ProjectionExpression=expression)
+
+
+# --- placeholders -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("names", "values", "fragment"),
+    [
+        ({"#t": "Title", "#unused": "x"}, None, "ExpressionAttributeNames unused"),
+        ({}, None, "ExpressionAttributeNames must not be empty"),
+        ({"t": "Title"}, None, "invalid key"),
+        ({"#t": "Title"}, {":v": {"N": "1"}}, "ExpressionAttributeValues unused"),
+        (None, {}, "ExpressionAttributeValues must not be empty"),
+        (None, {"v": {"N": "1"}}, "invalid key"),
+    ],
+)
+def test_placeholder_errors(server, table, names, values, fragment):  # noqa: F811
+    from test_server_items import raw_client
+
+    condition = "attribute_exists(#t)" if names and "#t" in names else "attribute_exists(Title)"
+    arguments = {"ConditionExpression": condition}
+    if names is not None:
+        arguments["ExpressionAttributeNames"] = names
+    if values is not None:
+        arguments["ExpressionAttributeValues"] = values
+    with pytest.raises(ClientError) as caught:
+        raw_client(server).delete_item(TableName=table, Key={"pk": {"S": "x"}}, **arguments)
+    assert error_code(caught) == "ValidationException"
+    assert fragment in message(caught)
+
+
+def test_one_placeholder_serves_several_expressions(client, table):  # noqa: F811
+    key = product(client, table)
+    client.update_item(TableName=table, Key=key, UpdateExpression="SET #q = #q + :one",
+                       ConditionExpression="#q > :one",
+                       ExpressionAttributeNames={"#q": "Quantity"},
+                       ExpressionAttributeValues={":one": {"N": "1"}})
+    assert item(client, table, key)["Quantity"] == {"N": "11"}
+
+
+def test_parsed_expressions_are_cached(client, table):  # noqa: F811
+    key = product(client, table)
+    expression = "SET Quantity = Quantity + :n"
+    before = parse_cache_info()
+    for _ in range(3):
+        client.update_item(TableName=table, Key=key, UpdateExpression=expression,
+                           ExpressionAttributeValues={":n": {"N": "1"}})
+    after = parse_cache_info()
+    assert after.hits - before.hits >= 2
+    assert item(client, table, key)["Quantity"] == {"N": "13"}
