@@ -41,11 +41,11 @@ from .partition import OP_DELETE, OP_PUT, Partition, PartitionRetired
 from .partition_map import PartitionInterval, PartitionMap
 
 MAX_ITEM_BYTES = MAX_ITEM_SIZE_BYTES  # DynamoDB's 400 KB item limit, by its size formula
-# The native batch router checks encoded lengths, not DynamoDB's item size. An item's size
-# is at most twice its encoded length (the worst case, a list of NULLs or BOOLs, costs 2
-# bytes an element by DynamoDB's formula and 1 encoded; tests/test_table_itemsize.py checks
-# the bound), so an item the router takes under half the limit is within it; larger ones
-# take the checked path, which measures them exactly.
+# An item's DynamoDB size is at most twice its encoded length (the worst case, a list of
+# NULLs or BOOLs, costs 2 bytes an element by DynamoDB's formula and 1 encoded;
+# tests/test_table_itemsize.py checks the bound), so an item encoded in half the limit is
+# within it. The native batch router, which sees encoded lengths only, takes those; larger
+# items take the checked path (encode_item), which measures them by the formula.
 _NATIVE_ROUTE_MAX_ENCODED_BYTES = MAX_ITEM_SIZE_BYTES // 2
 DEFAULT_PAGE_BYTES = 1 << 20  # query/scan pages stop at 1 MB, as in DynamoDB
 # Items decoded per native call in a full scan. Small on purpose: a chunk's dicts are alive
@@ -98,6 +98,8 @@ def encode_item(item: dict, *, table: str) -> bytes:
         raise ValidationException(
             f"One or more parameter values were invalid in an item for table {table}: {err}"
         ) from err
+    if len(encoded) <= _NATIVE_ROUTE_MAX_ENCODED_BYTES:
+        return encoded  # within the limit whatever its size by the formula (at most twice)
     try:
         size = item_size(item)
     except TypeError:  # a form the codec accepts and the formula does not (tuples)
