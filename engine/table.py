@@ -346,8 +346,9 @@ class Table:
         The read itself is one native call (engine._reads: routing, one read transaction
         and the decoding of the projected top-level attributes). A key it cannot route
         natively goes through ``schema.key_of``, which raises the precise error."""
-        if projection is None and names is None:
-            return _get_item(self, key)
+        if names is None and not isinstance(projection, (str, Projection)):
+            # None or top-level names: the native reader projects (and checks) them itself
+            return _get_item(self, key, projection)
         expressions = _Expressions(names, None)
         tree = expressions.projection(projection)
         expressions.finish()
