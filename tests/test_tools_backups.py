@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from restore_helpers import backup_of, every_type_item, fill_table, load_manifest
@@ -11,6 +15,8 @@ from restore_helpers import backup_of, every_type_item, fill_table, load_manifes
 from engine import Engine
 from engine.attrvalue import deserialize_item
 from engine.cli.main import main
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -153,3 +159,202 @@ def test_ls_and_restore_from_rclone_s3(tmp_path, rclone_store, rclone_server, ca
     code, _, _ = run(capsys, "copy", backup_id, *s3, "--to", str(tmp_path / "local-copy"))
     assert code == 0
     assert run(capsys, "verify", backup_id, "--store", str(tmp_path / "local-copy"))[0] == 0
+
+
+# ------------------------------------------------------------ failures: one line, exit code
+
+
+def _manifest_path(store: str, backup_id: str) -> Path:
+    return Path(store) / backup_id / "manifest.json"
+
+
+def _edit_manifest(store: str, backup_id: str, edit) -> None:
+    path = _manifest_path(store, backup_id)
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+
+
+def _one_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("action", ["ls", "describe", "verify"])
+def test_missing_store_is_usage_error_and_creates_nothing(action, capsys, tmp_path):
+    missing = tmp_path / "no" / "such" / "store"
+    argv = [action] + ([] if action == "ls" else ["some-id"])
+    code, out, err = run(capsys, *argv, "--store", str(missing))
+    assert code == 2
+    assert f"no backup store at {missing}" in _one_line(err)
+    assert not (tmp_path / "no").exists()
+    code, out, err = run(capsys, *argv, "--store", f"file://{missing}", "--json")
+    assert code == 2
+    error = json.loads(out)["error"]
+    assert error["exit_code"] == 2 and error["type"] == "UsageError"
+    assert str(missing) in error["message"]
+    assert not (tmp_path / "no").exists()
+
+
+def test_store_that_is_a_file_is_usage_error(capsys, tmp_path):
+    path = tmp_path / "store-file"
+    path.write_text("x")
+    code, _, err = run(capsys, "ls", "--store", str(path))
+    assert code == 2 and "is not a directory" in _one_line(err)
+
+
+def test_backup_not_found_under_json_is_a_json_error(backed_up, capsys):
+    store, _, _ = backed_up
+    code, out, err = run(capsys, "describe", "01234567890123-deadbeef-local", "--store", store,
+                         "--json")
+    assert code == 1
+    _one_line(err)
+    assert json.loads(out)["error"]["type"] == "BackupNotFoundException"
+
+
+def test_manifest_nested_100k_levels_is_corruption_not_traceback(backed_up, capsys, tmp_path):
+    store, backup_id, _ = backed_up
+    depth = 100_000
+    _manifest_path(store, backup_id).write_text('{"a": ' + "[" * depth + "]" * depth + "}")
+    for argv in (["verify", backup_id], ["restore", backup_id, "--data", str(tmp_path / "r"),
+                                         "--table", "T"], ["describe", backup_id]):
+        code, _, err = run(capsys, *argv, "--store", store)
+        assert code == 1
+        line = _one_line(err)
+        assert "CorruptionError" in line and "nests deeper than" in line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("object_key", ["../../etc/passwd", "/etc/passwd", "a/./b",
+                                        "a//b", "a\\b", "x/\x00"])
+def test_object_key_that_escapes_the_store_is_corruption(object_key, backed_up, capsys,
+                                                         tmp_path):
+    store, backup_id, _ = backed_up
+
+    def edit(document):
+        document["partitions"][0]["object_key"] = object_key
+
+    _edit_manifest(store, backup_id, edit)
+    code, _, err = run(capsys, "verify", backup_id, "--store", store)
+    assert code == 1
+    line = _one_line(err)
+    assert "CorruptionError" in line and "object_key" in line and "relative store key" in line
+
+
+def test_declared_size_beyond_what_the_object_can_inflate_to(backed_up, capsys, tmp_path):
+    store, backup_id, _ = backed_up
+
+    def edit(document):
+        entry = document["partitions"][0]
+        entry["data_size_bytes"] = entry["object_size_bytes"] * 32768 + 1
+
+    _edit_manifest(store, backup_id, edit)
+    code, _, err = run(capsys, "restore", backup_id, "--store", store, "--data",
+                       str(tmp_path / "r"), "--table", "T")
+    assert code == 1
+    line = _one_line(err)
+    assert "data_size_bytes" in line and "could inflate to" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_restore_refuses_what_does_not_fit_the_volume(backed_up, capsys, tmp_path,
+                                                      monkeypatch):
+    from engine.backup import offline
+
+    store, backup_id, _ = backed_up
+    monkeypatch.setattr(offline, "free_bytes", lambda directory: 32 << 20)  # 32 MiB free
+    code, _, err = run(capsys, "restore", backup_id, "--store", store, "--data",
+                       str(tmp_path / "r"), "--table", "T")
+    assert code == 1
+    line = _one_line(err)
+    assert "ValidationException" in line and "32 MiB" not in line
+    assert "nothing was written" in line and f"{32 << 20:,} free" in line
+    assert not (tmp_path / "r").exists()
+    # The library call refuses too, before Engine.open creates the directory.
+    with pytest.raises(Exception, match="free"):
+        offline.restore_backup(_local(store), backup_id, tmp_path / "r2", "T")
+    assert not (tmp_path / "r2").exists()
+
+
+def test_restore_into_a_directory_held_by_another_process(backed_up, capsys, tmp_path):
+    store, backup_id, _ = backed_up
+    data = tmp_path / "busy"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from engine.dirlock import DirectoryLock; "
+         "DirectoryLock(sys.argv[1]).acquire(); print('locked', flush=True); sys.stdin.read()",
+         str(data)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, _, err = run(capsys, "restore", backup_id, "--store", store, "--data", str(data),
+                           "--table", "T")
+        assert code == 3
+        line = _one_line(err)
+        assert f"stop the process with PID {holder.pid}" in line
+        assert sorted(p.name for p in data.iterdir()) == ["LOCK"]  # nothing else written
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+# ------------------------------------------------------------------------ progress bars
+
+
+class _RecordingBar:
+    """Stands in for tqdm: records where each bar ended."""
+
+    ended: list[tuple[str, float, float]] = []
+
+    def __init__(self, total=None, desc="", **_):
+        self.total, self.desc, self.n = total, desc, 0
+
+    def update(self, count=1):
+        self.n += count
+
+    def set_postfix_str(self, *_, **__):
+        pass
+
+    def refresh(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        _RecordingBar.ended.append((self.desc, self.n, self.total))
+
+
+def test_verify_and_restore_bars_reach_100_percent(backed_up, capsys, tmp_path, monkeypatch):
+    from engine.cli import backups
+
+    store, backup_id, _ = backed_up
+    monkeypatch.setattr(backups, "tqdm", _RecordingBar)
+    _RecordingBar.ended.clear()
+    assert run(capsys, "verify", backup_id, "--store", store)[0] == 0
+    code, _, err = run(capsys, "restore", backup_id, "--store", store, "--data",
+                       str(tmp_path / "r"), "--table", "Tab", "--partitions", "5")
+    assert code == 0, err
+    (verify_desc, verify_n, verify_total), (restore_desc, restore_n, restore_total) = \
+        _RecordingBar.ended
+    assert verify_desc.startswith("verifying") and verify_n == verify_total
+    described = json.loads(run(capsys, "describe", backup_id, "--store", store, "--json")[1])
+    data_bytes = sum(p["data_size_bytes"] for p in described["partition_details"])
+    assert verify_total == described["size_bytes"] + data_bytes  # download + check
+    assert restore_desc == "restoring" and restore_n == restore_total == 100
+
+
+def test_restore_fraction_counts_phases():
+    from engine.cli.backups import restore_fraction
+
+    state = {"phase": "downloading", "bytes_done": 50, "bytes_total": 100,
+             "partitions_done": 0, "partitions_total": 4}
+    assert restore_fraction(state, False) == pytest.approx(0.25)
+    state.update(bytes_done=100, partitions_done=4)
+    assert restore_fraction(state, False) == pytest.approx(0.99)  # 100% only when done
+    state.update(phase="repartitioning")
+    assert restore_fraction(state, True) == pytest.approx(0.6)  # the range copy remains
+    state.update(phase="done")
+    assert restore_fraction(state, True) == 1.0

@@ -11,6 +11,14 @@ manifest always gives the same bytes, and ``from_json`` trusts nothing — every
 checked for presence and type, unknown fields are refused, and any problem raises
 :class:`~engine.errors.CorruptionError` naming the object it came from and the field.
 
+Parsing is bounded, since a manifest may come from an attacker with write access to the
+bucket: at most ``MAX_MANIFEST_BYTES``, nested at most ``MAX_MANIFEST_DEPTH`` levels
+(a manifest is four deep; 100,000 levels would exhaust the parser's stack), an
+``object_key`` that is a plain relative key (no ``..``, ``.``, empty segment, leading ``/``,
+backslash or control character: keys become file paths in a local store).
+:func:`check_inflatable` bounds each declared ``data_size_bytes`` by what its object could
+inflate to (``ZSTD_MAX_RATIO``); readers call it before inflating anything.
+
 Checksums are lowercase hex strings: CRC32C as 8 digits (big-endian value, the same bytes
 S3's ``x-amz-checksum-crc32c`` carries base64-encoded), SHA-256 as 64 digits. Interval
 bounds are the storage keys in hex; ``interval_end`` is ``None`` for +infinity.
@@ -30,6 +38,12 @@ from typing import Any, Literal
 from ..errors import CorruptionError, ValidationException
 
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 64 << 20  # ~1 KiB per partition: room for 50,000 partitions
+MAX_MANIFEST_DEPTH = 16  # a manifest nests 4 levels (root, partitions, entry, key schema)
+#: The most a zstd frame can inflate: a block regenerates at most 128 KiB
+#: (Block_Maximum_Size, RFC 8878 §3.1.1.2.3) and the smallest block is an RLE block, a
+#: 3-byte header and 1 byte, so no frame inflates more than 131072 / 4 times its size.
+ZSTD_MAX_RATIO = 32768
 COMPRESSION = "zstd"
 LMDB_FORMAT = "lmdb-0.9"
 KEY_TYPES = frozenset({"S", "N", "B"})
@@ -175,6 +189,19 @@ class BackupManifest:
         return _backup_from_obj(_load(data, source), source)
 
 
+def check_inflatable(manifest: BackupManifest, source: str) -> None:
+    """``CorruptionError`` if a partition declares more ``data_size_bytes`` than its object
+    could inflate to: such a manifest lies, and believing it would size disk use by it."""
+    for entry in manifest.partitions:
+        object_size, data_size = entry.object_size_bytes, entry.data_size_bytes
+        if object_size is not None and data_size is not None \
+                and data_size > object_size * ZSTD_MAX_RATIO:
+            raise CorruptionError(
+                f"manifest field data_size_bytes {data_size} is more than its "
+                f"{object_size}-byte object could inflate to (zstd inflates at most "
+                f"{ZSTD_MAX_RATIO}x)", partition=entry.partition_id, path=source)
+
+
 # --------------------------------------------------------------------- JSON plumbing
 
 
@@ -197,19 +224,40 @@ def _reject_constant(name: str) -> Any:
 
 
 def _load(data: bytes, source: str) -> dict[str, Any]:
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise CorruptionError(
+            f"manifest is {len(data)} bytes, more than the {MAX_MANIFEST_BYTES} a manifest "
+            "can be", path=source)
     try:
         obj = json.loads(
             bytes(data).decode("utf-8"),
             object_pairs_hook=_reject_duplicates,
             parse_constant=_reject_constant,
         )
+    except RecursionError:
+        raise CorruptionError(
+            f"manifest nests deeper than {MAX_MANIFEST_DEPTH} levels", path=source) from None
     except (UnicodeDecodeError, ValueError) as err:  # JSONDecodeError is a ValueError
         raise CorruptionError(f"manifest is not valid JSON: {err}", path=source) from err
     if not isinstance(obj, dict):
         raise CorruptionError(
             f"manifest is a JSON {type(obj).__name__}, expected an object", path=source
         )
+    _check_depth(obj, source)
     return obj
+
+
+def _check_depth(document: Any, source: str) -> None:
+    """Iterative (a recursive walk is what a deep document attacks)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_MANIFEST_DEPTH:
+            raise CorruptionError(
+                f"manifest nests deeper than {MAX_MANIFEST_DEPTH} levels", path=source)
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
 
 
 # ------------------------------------------------------------------------ validation
@@ -235,6 +283,15 @@ def _is_text(value: Any) -> bool:
 
 def _is_id(value: Any) -> bool:
     return isinstance(value, str) and bool(_ID_RE.match(value))
+
+
+def _is_object_key(value: Any) -> bool:
+    """A store key that is a plain relative path: local stores map keys to files."""
+    if not isinstance(value, str) or not value or len(value) > 1024:
+        return False
+    if value.startswith("/") or "\\" in value or any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        return False
+    return all(segment not in ("", ".", "..") for segment in value.split("/"))
 
 
 def _is_hex(value: Any) -> bool:
@@ -289,7 +346,8 @@ _PARTITION_FIELDS: dict[str, tuple[Check, str, bool]] = {
     "logical_checksum": (_is_sha256, "64 lowercase hex digits (SHA-256)", False),
     "data_size_bytes": (_is_count, "a non-negative integer", False),
     "data_crc32c": (_is_crc32c, "8 lowercase hex digits (CRC32C)", False),
-    "object_key": (_is_text, "a non-empty string", False),
+    "object_key": (_is_object_key, "a relative store key (no '..', '.', empty segment, "
+                   "leading '/', backslash or control character)", False),
     "object_size_bytes": (_is_count, "a non-negative integer", False),
     "object_crc32c": (_is_crc32c, "8 lowercase hex digits (CRC32C)", False),
     "compression": (_one_of(COMPRESSION), f"{COMPRESSION!r}", False),

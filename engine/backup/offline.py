@@ -4,6 +4,11 @@ What the ``tessera backups`` command does, as functions: list, describe, verify,
 export, copy and delete. A backup is what has a manifest: ``{backup_id}/manifest.json``
 (objects without one are an unfinished or deleted backup and are not listed).
 
+Nothing is written on the strength of a manifest's word alone: before a restore, verify
+or export inflates anything, the declared ``data.mdb`` sizes must fit the target volume's
+free space with a margin (``check_free_space``), and the manifest itself refused sizes
+no zstd object could inflate to (``engine.backup.manifest.ZSTD_MAX_RATIO``).
+
 These functions know nothing of an engine's catalog, so they cannot see whether a
 running engine is restoring or copying a backup: ``delete_backup`` here deletes
 regardless (stop the engine, or delete through it, when that matters).
@@ -12,6 +17,7 @@ regardless (stop the engine, or delete through it, when that matters).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -26,12 +32,13 @@ from ..errors import (
     ChecksumMismatchError,
     CorruptionError,
     ObjectNotFoundError,
+    ValidationException,
 )
 from ..store import ObjectStore
 from .copy import copy_backup_objects
 from .logical import ITEMS_DB, open_readonly
-from .manifest import BackupManifest, PartitionManifest, manifest_key
-from .restore_manager import read_manifest
+from .manifest import BackupManifest, PartitionManifest, check_inflatable, manifest_key
+from .restore_manager import read_manifest as _read_manifest
 from .unpack import unpack_partition
 from .verify import VerifyResult, verify_partition_object
 
@@ -39,6 +46,50 @@ _MANIFEST_KEY_RE = re.compile(r"^([^/]+)/manifest\.json$")
 DEFAULT_PARALLELISM = 4
 
 ByteCallback = Callable[[int], None]
+
+#: Free space a volume must keep beyond what a restore declares it will write: LMDB files
+#: built by a repartitioning restore can outgrow the source's pages, and the WAL, the
+#: catalog and the rest of the system need room too.
+SPACE_MARGIN_FRACTION = 0.10
+SPACE_MARGIN_BYTES = 64 << 20  # 64 MiB
+
+
+def free_bytes(directory: Path) -> int:
+    """Free bytes (for an unprivileged user) on the volume holding ``directory`` or, if it
+    does not exist yet, its nearest existing parent."""
+    path = Path(os.path.abspath(directory))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def check_free_space(needed_bytes: int, directory: Path, what: str) -> None:
+    """Refuse (ValidationException) unless ``needed_bytes`` plus the margin fit the free
+    space of ``directory``'s volume — checked before a byte is written."""
+    with_margin = int(needed_bytes * (1 + SPACE_MARGIN_FRACTION)) + SPACE_MARGIN_BYTES
+    free = free_bytes(directory)
+    if with_margin > free:
+        raise ValidationException(
+            f"{what} needs {needed_bytes:,} bytes on the volume of {directory} "
+            f"({with_margin:,} with a {SPACE_MARGIN_FRACTION:.0%} + "
+            f"{SPACE_MARGIN_BYTES >> 20} MiB margin) but it has {free:,} free: free some "
+            "space or use a directory on another volume; nothing was written")
+
+
+def _largest_partitions_bytes(manifest: BackupManifest, count: int) -> int:
+    """Scratch space of ``count`` partitions at once: each object and its data.mdb."""
+    sizes = sorted(((p.data_size_bytes or 0) + (p.object_size_bytes or 0)
+                    for p in manifest.partitions), reverse=True)
+    return sum(sizes[:max(1, count)])
+
+
+def read_manifest(store: ObjectStore, backup_id: str) -> BackupManifest:
+    """The backup's manifest, checked as the offline tools need it: parsed with bounds
+    (engine.backup.manifest) and every declared data size inflatable from its object."""
+    manifest = _read_manifest(store, backup_id)
+    check_inflatable(manifest, f"{store.url}/{manifest_key('', backup_id)}")
+    return manifest
 
 
 def summary(manifest: BackupManifest) -> dict[str, Any]:
@@ -121,6 +172,9 @@ def verify_backup(store: ObjectStore, backup_id: str, *, work_dir: Path | None =
     """Download and check every partition (both checksums); one result per partition,
     in manifest order — every bad partition is reported, not just the first."""
     manifest = read_manifest(store, backup_id)
+    check_free_space(_largest_partitions_bytes(manifest, parallelism),
+                     Path(work_dir or tempfile.gettempdir()),
+                     f"verifying backup {backup_id} ({parallelism} partitions at once)")
     scratch = Path(tempfile.mkdtemp(prefix="tessera-verify-", dir=work_dir))
 
     def check(entry: PartitionManifest) -> VerifyResult:
@@ -159,7 +213,10 @@ def restore_backup(store: ObjectStore, backup_id: str, data_dir: Path, table_nam
     (ACTIVE, or FAILED with ``failure_reason``)."""
     from ..engine import Engine  # late: engine imports this package
 
-    read_manifest(store, backup_id)  # BackupNotFoundException before touching data_dir
+    # BackupNotFoundException, CorruptionError or too little space before touching data_dir.
+    manifest = read_manifest(store, backup_id)
+    check_free_space(sum(p.data_size_bytes or 0 for p in manifest.partitions), data_dir,
+                     f"restoring backup {backup_id}")
     with Engine.open(data_dir) as engine:
         engine.restore_table(backup_id, table_name, partitions=partitions, sync=sync,
                              store=store)
@@ -177,6 +234,8 @@ def iter_backup_items(store: ObjectStore, backup_id: str, *, work_dir: Path | No
     """Every item's encoded value, partition by partition in key order (the table's scan
     order), each partition checked physically before it is read."""
     manifest = read_manifest(store, backup_id)
+    check_free_space(_largest_partitions_bytes(manifest, 1),
+                     Path(work_dir or tempfile.gettempdir()), f"exporting backup {backup_id}")
     scratch = Path(tempfile.mkdtemp(prefix="tessera-export-", dir=work_dir))
     try:
         for entry in manifest.partitions:

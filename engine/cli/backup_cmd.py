@@ -5,7 +5,11 @@ on-demand backup (SPEC §6) to ``--store`` (default: the engine's own ``backups`
 directory beside the data directory), shows a progress bar on stderr until the backup is
 AVAILABLE or FAILED, and prints the final description as JSON on stdout.
 
-Exit codes: 0 AVAILABLE, 1 FAILED (the reason is printed) or any engine error, 2 usage.
+Exit codes: 0 AVAILABLE, 1 FAILED (the reason is printed) or any engine error, 2 usage,
+3 the data directory is in use by another process (stop it, or back up through it).
+
+The progress bar counts partitions, each moving through its phases (export, package,
+verify, upload); it reaches 100% and "N done" when the backup is AVAILABLE.
 (``tessera backups …``, plural, is the offline tool that reads a store with no engine.)
 """
 
@@ -19,6 +23,7 @@ import time
 from tqdm import tqdm
 
 from engine import Engine
+from engine.dirlock import DirectoryLock
 from engine.store import open_store
 
 POLL_SECONDS = 0.2
@@ -76,8 +81,8 @@ def run_create(args: argparse.Namespace) -> int:
         store = open_store(args.store, **({"endpoint_url": args.endpoint_url}
                                           if args.endpoint_url else {}))
     try:
-        with Engine.open(args.data, backup_store=store,
-                         backup_parallelism=args.parallelism) as engine:
+        with DirectoryLock(args.data), Engine.open(args.data, backup_store=store,
+                                                   backup_parallelism=args.parallelism) as engine:
             started = engine.create_backup(args.table, args.name)
             backup_id = started["backup_id"]
             print(f"backup {backup_id} of table {args.table} to {engine.backup_store.url}",
@@ -122,6 +127,7 @@ def _follow(engine: Engine, backup_id: str, timeout: float, *, show: bool) -> di
             if described["status"] != "CREATING":
                 if described["status"] == "AVAILABLE" and bar.total:
                     bar.n = bar.total
+                    bar.set_postfix_str(f"{int(bar.total)} done", refresh=False)
                     bar.refresh()
                 return described
             if time.monotonic() >= deadline:

@@ -2,7 +2,14 @@
 straight from a store, with no engine or server running (logic in engine.backup.offline).
 
 Exit codes: 0 ok, 1 the operation failed (a bad partition, a FAILED restore, a missing
-backup; the message says which), 2 bad usage (including an unusable store URL).
+backup; the message says which), 2 bad usage (including a store that does not exist or
+cannot be used — nothing is created to look in it), 3 the restore's data directory is in
+use by another process. Failures are one line (engine.cli.main), a JSON error under --json.
+
+Progress bars (stderr, on a terminal) measure the work and reach 100% when it is done:
+verify counts each partition's download and then its check (inflate, CRC32C, logical
+walk); restore counts the download, each partition's import and check, and the
+repartitioning of a restore into another layout, as phases.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 from tqdm import tqdm
 
 from engine.backup import offline
+from engine.cli.main import EXIT_CODES_HELP, UsageError
+from engine.errors import StoreError
 from engine.store import ObjectStore, open_store
 
 DEFAULT_STORE = "./backups"
@@ -37,11 +46,7 @@ examples:
   tessera backups copy ID --store ./backups --to s3://dr-bucket/tessera
 
 exit codes: 0 ok, 1 the operation failed (the message names the backup and partition),
-2 bad usage."""
-
-
-class UsageError(Exception):
-    """Bad arguments found after parsing (exit code 2)."""
+2 bad usage (including a store that does not exist), 3 the data directory is in use."""
 
 
 def add_parser(commands) -> None:
@@ -50,7 +55,8 @@ def add_parser(commands) -> None:
         description="Work on backups straight from their object store, with no engine "
         "running. A backup is a directory (or S3 prefix) named by its id holding "
         "manifest.json and one partitions/<id>.tar.zst object per partition.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG + "\n\n" + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
@@ -131,6 +137,25 @@ def add_parser(commands) -> None:
     delete.set_defaults(handler=run_delete)
 
 
+#: Shares of a restore's work per phase: download, then import + check of each partition,
+#: then (into another layout only) copying the key ranges into the new partitions.
+_RESTORE_SHARES = {False: (0.5, 0.5, 0.0), True: (0.3, 0.3, 0.4)}
+
+
+def restore_fraction(state: dict, repartitioning: bool) -> float:
+    """0..1 of a restore's work from its progress (engine.backup.restore.RestoreProgress):
+    1.0 only once its phase is ``done``."""
+    if state.get("phase") == "done":
+        return 1.0
+    download, check, repartition = _RESTORE_SHARES[repartitioning]
+    fraction = download * min(1.0, state.get("bytes_done", 0) / max(1, state.get("bytes_total")
+                                                                     or 1))
+    fraction += check * min(1.0, state.get("partitions_done", 0)
+                            / max(1, state.get("partitions_total") or 1))
+    # The range copy reports no count: its phase shows it began, "done" that it ended.
+    return min(fraction, 1.0 - repartition if repartition else 0.99)
+
+
 def _parse_time(text: str) -> float:
     try:
         return float(text)
@@ -146,16 +171,25 @@ def _parse_time(text: str) -> float:
     return moment.timestamp()
 
 
-def _open(url: str, endpoint_url: str | None) -> ObjectStore:
+def _open(url: str, endpoint_url: str | None, *, must_exist: bool = True) -> ObjectStore:
+    """Open the store at ``url``; a local one must already be a directory unless
+    ``must_exist`` is false (a copy's destination), since opening creates it."""
+    if not url.startswith("s3://") and must_exist and "://" not in url.replace("file://", ""):
+        path = Path(url[len("file://"):] if url.startswith("file://") else url)
+        if not path.exists():
+            raise UsageError(f"no backup store at {path}: the directory does not exist "
+                             "(check --store or $TESSERA_BACKUP_STORE)")
+        if not path.is_dir():
+            raise UsageError(f"--store {path} is not a directory")
     try:
         return open_store(url, endpoint_url=endpoint_url) if url.startswith("s3://") \
             else open_store(url)
-    except ValueError as err:
+    except (ValueError, StoreError) as err:
         raise UsageError(str(err)) from err
 
 
 def _bar(args: argparse.Namespace, total: int | None, unit: str, desc: str) -> tqdm:
-    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, file=sys.stderr,
+    return tqdm(total=total, unit=unit, unit_scale=unit != "%", desc=desc, file=sys.stderr,
                 disable=True if args.no_progress else None, leave=False)
 
 
@@ -170,18 +204,12 @@ def _print_json(value: Any) -> None:
 
 
 def _with_store(handler):
+    """Open ``--store`` (UsageError, exit 2, if unusable) around the handler; the handler's
+    errors are reported by engine.cli.main."""
     def run(args: argparse.Namespace) -> int:
-        try:
-            store = _open(args.store, args.endpoint_url)
-        except UsageError as err:
-            print(f"tessera backups {args.action}: {err}", file=sys.stderr)
-            return 2
-        with store:
-            try:
-                return handler(args, store)
-            except UsageError as err:
-                print(f"tessera backups {args.action}: {err}", file=sys.stderr)
-                return 2
+        with _open(args.store, args.endpoint_url) as store:
+            return handler(args, store)
+    run.__doc__ = handler.__doc__
     return run
 
 
@@ -239,9 +267,17 @@ def run_describe(args: argparse.Namespace, store: ObjectStore) -> int:
 @_with_store
 def run_verify(args: argparse.Namespace, store: ObjectStore) -> int:
     manifest = offline.describe_backup(store, args.backup_id)
-    with _bar(args, manifest["size_bytes"], "B", "verifying") as bar:
-        results = offline.verify_backup(store, args.backup_id, parallelism=args.parallelism,
-                                        on_bytes=bar.update)
+    # Work = each object's bytes (download) + its data.mdb's bytes (inflate and check,
+    # counted when the partition's result is in): the bar ends at 100% with the last.
+    checked = {p["partition_id"]: p["data_size_bytes"] or 0
+               for p in manifest["partition_details"]}
+    total = manifest["size_bytes"] + sum(checked.values())
+    with _bar(args, total, "B", "verifying (download, check)") as bar:
+        results = offline.verify_backup(
+            store, args.backup_id, parallelism=args.parallelism, on_bytes=bar.update,
+            on_result=lambda result: bar.update(checked.get(result.partition_id, 0)))
+        bar.n = total  # a partition that failed to download counts as done too
+        bar.refresh()
     failed = [r for r in results if not r.ok]
     if args.json:
         _print_json({"backup_id": args.backup_id, "ok": not failed,
@@ -261,16 +297,39 @@ def run_verify(args: argparse.Namespace, store: ObjectStore) -> int:
 
 @_with_store
 def run_restore(args: argparse.Namespace, store: ObjectStore) -> int:
+    from engine.dirlock import DirectoryLock
+
     if args.partitions is not None and args.partitions < 1:
         raise UsageError("--partitions must be at least 1")
-    size = offline.describe_backup(store, args.backup_id)["size_bytes"]
-    with _bar(args, size, "B", "restoring") as bar:
-        def progress(state: dict) -> None:
-            bar.update(state["bytes_done"] - bar.n)
+    if args.data.exists() and not args.data.is_dir():
+        raise UsageError(f"--data {args.data} is not a directory")
+    # A missing or corrupt backup, or too little space: refused before touching --data.
+    described = offline.describe_backup(store, args.backup_id)
+    offline.check_free_space(sum(p["data_size_bytes"] or 0
+                                 for p in described["partition_details"]),
+                             args.data, f"restoring backup {args.backup_id}")
+    try:
+        lock = DirectoryLock(args.data).acquire()  # no other process may have it open
+    except OSError as err:
+        raise UsageError(f"cannot use --data {args.data}: {err.strerror or err}") from err
+    try:
+        with _bar(args, 100, "%", "restoring") as bar:
+            def progress(state: dict) -> None:
+                bar.n = round(100 * restore_fraction(state, args.partitions is not None), 1)
+                bar.set_postfix_str(f"{state.get('phase')}, {state.get('partitions_done')}/"
+                                    f"{state.get('partitions_total')} partitions",
+                                    refresh=False)
+                bar.refresh()
 
-        description = offline.restore_backup(store, args.backup_id, args.data, args.table,
-                                             partitions=args.partitions, sync=args.sync,
-                                             on_progress=progress)
+            description = offline.restore_backup(store, args.backup_id, args.data, args.table,
+                                                 partitions=args.partitions, sync=args.sync,
+                                                 on_progress=progress)
+            if description["status"] == "ACTIVE":
+                bar.n = 100
+                bar.set_postfix_str("done", refresh=False)
+                bar.refresh()
+    finally:
+        lock.release()
     if args.json:
         _print_json(description)
     elif description["status"] == "ACTIVE":
@@ -304,7 +363,8 @@ def run_export(args: argparse.Namespace, store: ObjectStore) -> int:
 
 @_with_store
 def run_copy(args: argparse.Namespace, store: ObjectStore) -> int:
-    destination = _open(args.destination, args.to_endpoint_url or args.endpoint_url)
+    destination = _open(args.destination, args.to_endpoint_url or args.endpoint_url,
+                        must_exist=False)
     with destination:
         size = offline.describe_backup(store, args.backup_id)["size_bytes"]
         with _bar(args, size, "B", "copying") as bar:

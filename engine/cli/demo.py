@@ -1,4 +1,9 @@
-"""``tessera demo``: create a table, load items with a progress bar, read them back, time it."""
+"""``tessera demo``: create a table, load items with a progress bar, read them back, time it.
+
+It locks the data directory like any other owner (a running server on the same ``--data``
+makes it exit 3 naming the server's PID) and never deletes a table it did not create in
+this run: an existing ``--table`` is an error unless ``--replace`` is given.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine import Engine, TableAlreadyExistsException
+from engine.cli.main import UsageError
+from engine.dirlock import DirectoryLock
 
 BATCH = 500
 
@@ -24,6 +31,8 @@ def add_parser(commands) -> None:
     parser.add_argument("--items", type=int, default=100_000, help="items to load (default 100000)")
     parser.add_argument("--partitions", type=int, default=4, help="hash partitions (default 4)")
     parser.add_argument("--table", default="Demo", help="table name (default Demo)")
+    parser.add_argument("--replace", action="store_true",
+                        help="delete and recreate --table if it exists (default: refuse)")
     parser.set_defaults(handler=run)
 
 
@@ -35,12 +44,19 @@ def _timed(label: str, count: int, started: float) -> None:
 def run(args: argparse.Namespace) -> int:
     data = Path(args.data)
     rng = random.Random(42)
-    with Engine.open(data) as engine:
+    if data.exists() and not data.is_dir():
+        raise UsageError(f"--data {data} is not a directory")
+    with DirectoryLock(data), Engine.open(data) as engine:
         name = args.table
         try:
             engine.create_table(name, partition_key=("user", "S"), sort_key=("seq", "N"),
                                 partitions=args.partitions)
         except TableAlreadyExistsException:
+            if not args.replace:
+                raise TableAlreadyExistsException(
+                    f"table {name} already exists in {data}; the demo deletes only tables it "
+                    "created: pass --replace to delete and recreate it, or --table NAME"
+                ) from None
             engine.delete_table(name)
             engine.create_table(name, partition_key=("user", "S"), sort_key=("seq", "N"),
                                 partitions=args.partitions)
