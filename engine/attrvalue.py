@@ -33,7 +33,8 @@ __all__ = [
     "value_type",
 ]
 
-# DynamoDB's limits on N: 38 significant digits, magnitude in [1E-130, 9.9999999999999999999999999999999999999E+125].
+# DynamoDB's limits on N: 38 significant digits, magnitude in
+# [1E-130, 9.9999999999999999999999999999999999999E+125].
 _MAX_DIGITS = 38
 _MAX_ADJUSTED_EXPONENT = 125
 _MIN_ADJUSTED_EXPONENT = -130
@@ -97,11 +98,13 @@ def parse_number(text: Any, where: str) -> int | Decimal:
     adjusted = number.adjusted()  # exact, needs no context
     if adjusted > _MAX_ADJUSTED_EXPONENT:
         raise ValidationException(
-            f"Number overflow. Attempting to store a number with magnitude larger than supported range ({where})"
+            "Number overflow. Attempting to store a number with magnitude larger than "
+            f"supported range ({where})"
         )
     if adjusted < _MIN_ADJUSTED_EXPONENT:
         raise ValidationException(
-            f"Number underflow. Attempting to store a number with magnitude smaller than supported range ({where})"
+            "Number underflow. Attempting to store a number with magnitude smaller than "
+            f"supported range ({where})"
         )
     digits = "".join(map(str, number.as_tuple().digits)).strip("0")
     if len(digits) > _MAX_DIGITS:
@@ -145,10 +148,12 @@ def deserialize(av: Any, where: str = "value") -> Any:
     if len(av) != 1:
         if not av:
             raise ValidationException(
-                f"Supplied AttributeValue is empty, must contain exactly one of the supported datatypes ({where})"
+                "Supplied AttributeValue is empty, must contain exactly one of the supported "
+                f"datatypes ({where})"
             )
         raise ValidationException(
-            f"Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes ({where})"
+            "Supplied AttributeValue has more than one datatypes set, must contain exactly "
+            f"one of the supported datatypes ({where})"
         )
     ((tag, body),) = av.items()
     if tag == "S":
@@ -168,7 +173,8 @@ def deserialize(av: Any, where: str = "value") -> Any:
             raise _wrong_json(body, "Boolean", where)
         if body is not True:
             raise ValidationException(
-                f"One or more parameter values were invalid: Null attribute value types must have the value of true ({where})"
+                "One or more parameter values were invalid: Null attribute value types must "
+                f"have the value of true ({where})"
             )
         return None
     if tag in ("SS", "NS", "BS"):
@@ -190,7 +196,8 @@ def deserialize(av: Any, where: str = "value") -> Any:
         result = set(elements)
         if len(result) != len(elements):
             raise ValidationException(
-                f"One or more parameter values were invalid: Input collection {body} contains duplicates ({where})"
+                f"One or more parameter values were invalid: Input collection {body} contains "
+                f"duplicates ({where})"
             )
         return result
     if tag == "L":

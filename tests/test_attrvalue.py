@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.errors import SerializationException, ValidationException
 from engine.attrvalue import (
     deserialize,
     deserialize_item,
@@ -19,6 +18,7 @@ from engine.attrvalue import (
     serialize,
     serialize_item,
 )
+from engine.errors import SerializationException, ValidationException
 
 numbers = st.one_of(
     st.integers(min_value=-(10**38) + 1, max_value=10**38 - 1),

@@ -230,11 +230,14 @@ def test_condition_expression_with_attr(table):
     ("label", "key_condition", "predicate"),
     [
         ("eq", Key("pk").eq("p1"), lambda i: i["pk"] == "p1"),
-        ("eq & eq", Key("pk").eq("p1") & Key("sk").eq(5), lambda i: i["pk"] == "p1" and i["sk"] == 5),
+        ("eq & eq", Key("pk").eq("p1") & Key("sk").eq(5),
+         lambda i: i["pk"] == "p1" and i["sk"] == 5),
         ("lt", Key("pk").eq("p2") & Key("sk").lt(10), lambda i: i["pk"] == "p2" and i["sk"] < 10),
-        ("lte", Key("pk").eq("p2") & Key("sk").lte(10), lambda i: i["pk"] == "p2" and i["sk"] <= 10),
+        ("lte", Key("pk").eq("p2") & Key("sk").lte(10),
+         lambda i: i["pk"] == "p2" and i["sk"] <= 10),
         ("gt", Key("pk").eq("p3") & Key("sk").gt(20), lambda i: i["pk"] == "p3" and i["sk"] > 20),
-        ("gte", Key("pk").eq("p3") & Key("sk").gte(19), lambda i: i["pk"] == "p3" and i["sk"] >= 19),
+        ("gte", Key("pk").eq("p3") & Key("sk").gte(19),
+         lambda i: i["pk"] == "p3" and i["sk"] >= 19),
         ("between", Key("pk").eq("p0") & Key("sk").between(4, 20),
          lambda i: i["pk"] == "p0" and 4 <= i["sk"] <= 20),
     ],
@@ -339,7 +342,8 @@ def to_engine_values(values: dict) -> dict:
     return {name: convert(value) for name, value in values.items()}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(conditions)
 def test_random_conditions_agree(engine, table, generated):  # noqa: F811
     condition, predicate = generated

@@ -79,12 +79,14 @@ def test_put_item_units_count_the_larger_item(client, table):  # noqa: F811
 def test_update_and_delete_units(client, table):  # noqa: F811
     client.put_item(TableName=table, Item=padded("u", 2 * KB + 1))
     response = client.update_item(TableName=table, Key={"pk": {"S": "u"}},
-                                  UpdateExpression="SET #pad = :s", ExpressionAttributeNames={"#pad": "pad"},
+                                  UpdateExpression="SET #pad = :s",
+                                  ExpressionAttributeNames={"#pad": "pad"},
                                   ExpressionAttributeValues={":s": {"S": "short"}},
                                   ReturnConsumedCapacity="TOTAL")
     assert units(response) == 3  # the old item was larger
     response = client.update_item(TableName=table, Key={"pk": {"S": "u"}},
-                                  UpdateExpression="SET #pad = :s", ExpressionAttributeNames={"#pad": "pad"},
+                                  UpdateExpression="SET #pad = :s",
+                                  ExpressionAttributeNames={"#pad": "pad"},
                                   ExpressionAttributeValues={":s": {"S": "x" * (3 * KB)}},
                                   ReturnConsumedCapacity="TOTAL")
     assert units(response) == 4  # the new item is larger

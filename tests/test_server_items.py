@@ -356,3 +356,86 @@ def test_placeholders_without_expressions_refused(client, table):  # noqa: F811
     assert message(caught) == (
         "ExpressionAttributeNames can only be specified when using expressions"
     )
+
+
+# --- BatchWriteItem / BatchGetItem ------------------------------------------------------
+
+
+def test_batch_limits(client, table):  # noqa: F811
+    other = new_table(client, sort_type=None)
+    with pytest.raises(ClientError) as caught:
+        client.batch_write_item(RequestItems={table: [
+            {"PutRequest": {"Item": {"pk": {"S": f"b{i}"}}}} for i in range(26)]})
+    assert error_code(caught) == "ValidationException"
+    assert "length less than or equal to 25" in message(caught)
+    with pytest.raises(ClientError) as caught:
+        client.batch_write_item(RequestItems={
+            name: [{"PutRequest": {"Item": {"pk": {"S": f"b{i}"}}}} for i in range(13)]
+            for name in (table, other)})
+    assert message(caught) == "Too many items requested for the BatchWriteItem call"
+    with pytest.raises(ClientError) as caught:
+        client.batch_get_item(RequestItems={
+            name: {"Keys": [{"pk": {"S": f"b{i}"}} for i in range(51)]}
+            for name in (table, other)})
+    assert message(caught) == "Too many items requested for the BatchGetItem call"
+    with pytest.raises(ClientError) as caught:
+        client.batch_get_item(RequestItems={table: {
+            "Keys": [{"pk": {"S": f"b{i}"}} for i in range(101)]}})
+    assert "length less than or equal to 100" in message(caught)
+    # Nothing was written by the refused batches.
+    assert "Item" not in client.get_item(TableName=table, Key={"pk": {"S": "b0"}})
+
+
+@pytest.mark.parametrize(
+    "requests",
+    [
+        [{"PutRequest": {"Item": {"pk": {"S": "d"}}}},
+         {"PutRequest": {"Item": {"pk": {"S": "d"}}}}],
+        [{"DeleteRequest": {"Key": {"pk": {"S": "d"}}}},
+         {"PutRequest": {"Item": {"pk": {"S": "d"}, "a": {"N": "1"}}}}],
+    ],
+)
+def test_batch_write_duplicates(client, table, requests):  # noqa: F811
+    with pytest.raises(ClientError) as caught:
+        client.batch_write_item(RequestItems={table: requests})
+    assert error_code(caught) == "ValidationException"
+    assert "duplicates" in message(caught)
+
+
+def test_batch_get_duplicates(client, table):  # noqa: F811
+    with pytest.raises(ClientError) as caught:
+        client.batch_get_item(RequestItems={table: {"Keys": [{"pk": {"S": "x"}}] * 2}})
+    assert "duplicates" in message(caught)
+
+
+def test_batch_write_is_validated_before_anything_is_written(client, table):  # noqa: F811
+    with pytest.raises(ClientError):
+        client.batch_write_item(RequestItems={table: [
+            {"PutRequest": {"Item": {"pk": {"S": "v1"}}}},
+            {"PutRequest": {"Item": {"pk": {"N": "3"}}}},
+        ]})
+    assert "Item" not in client.get_item(TableName=table, Key={"pk": {"S": "v1"}})
+
+
+def test_batch_empty_and_unprocessed(server, client, table):  # noqa: F811
+    with pytest.raises(ClientError) as caught:
+        raw_client(server).batch_write_item(RequestItems={})
+    assert error_code(caught) == "ValidationException"
+    written = client.batch_write_item(RequestItems={table: [
+        {"PutRequest": {"Item": {"pk": {"S": "u1"}, "a": {"S": "hi"}}}}]})
+    assert written["UnprocessedItems"] == {}
+    read = client.batch_get_item(RequestItems={table: {
+        "Keys": [{"pk": {"S": "u1"}}, {"pk": {"S": "never"}}], "ProjectionExpression": "a",
+        "ConsistentRead": True}})
+    assert read["UnprocessedKeys"] == {}
+    assert read["Responses"] == {table: [{"a": {"S": "hi"}}]}
+
+
+def test_batch_invalid_table_name(server):  # noqa: F811
+    with pytest.raises(ClientError) as caught:
+        raw_client(server).batch_get_item(RequestItems={"x": {"Keys": [{"pk": {"S": "a"}}]}})
+    assert error_code(caught) == "ValidationException"
+    with pytest.raises(ClientError) as caught:
+        raw_client(server).batch_write_item(RequestItems={"missing-table": [
+            {"PutRequest": {"Item": {"pk": {"S": "a"}}}}]})
+    assert error_code(caught) == "ResourceNotFoundException"

@@ -357,7 +357,9 @@ def key_conditions(
         if comparison not in _KEY_OPERATORS or (
             attribute == partition_key[0] and comparison != "EQ"
         ):
-            raise ValidationException("Attempted conditional constraint is not an indexable operation")
+            raise ValidationException(
+                "Attempted conditional constraint is not an indexable operation"
+            )
         low, high = _ARITY[comparison]
         if len(values) < low or (high is not None and len(values) > high):
             raise ValidationException(

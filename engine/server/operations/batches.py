@@ -77,12 +77,13 @@ def batch_get_item(ctx: ServerContext, request: dict) -> dict:
         if not keys:
             raise constraint_error("[]", f"requestItems.{name}.member.keys",
                                    "Member must have length greater than or equal to 1")
+        if len(keys) > MAX_BATCH_GET_KEYS:
+            raise constraint_error(
+                f"[{len(keys)} keys]", f"requestItems.{name}.member.keys",
+                f"Member must have length less than or equal to {MAX_BATCH_GET_KEYS}")
         total += len(keys)
         if total > MAX_BATCH_GET_KEYS:
-            raise ValidationException(
-                "Too many items requested for the BatchGetItem call: at most "
-                f"{MAX_BATCH_GET_KEYS} keys in all"
-            )
+            raise ValidationException("Too many items requested for the BatchGetItem call")
         consistent = spec.get("ConsistentRead", False)
         if not isinstance(consistent, bool):
             raise SerializationException(f"RequestItems.{name}.ConsistentRead must be a boolean")
@@ -131,7 +132,7 @@ def batch_write_item(ctx: ServerContext, request: dict) -> dict:
     for name, requests in request_items.items():
         if not isinstance(requests, list):
             raise SerializationException(f"RequestItems.{name} must be a list of WriteRequests")
-        if not requests:
+        if not 1 <= len(requests) <= MAX_BATCH_WRITE_REQUESTS:
             raise ValidationException(
                 "1 validation error detected: Value at 'requestItems' failed to satisfy "
                 "constraint: Map value must satisfy constraint: [Member must have length less "
@@ -139,10 +140,7 @@ def batch_write_item(ctx: ServerContext, request: dict) -> dict:
             )
         total += len(requests)
     if total > MAX_BATCH_WRITE_REQUESTS:
-        raise ValidationException(
-            "Too many items requested for the BatchWriteItem call: at most "
-            f"{MAX_BATCH_WRITE_REQUESTS} write requests in all"
-        )
+        raise ValidationException("Too many items requested for the BatchWriteItem call")
     plan = []
     for name, requests in request_items.items():
         table = open_table(ctx, name)
@@ -151,7 +149,8 @@ def batch_write_item(ctx: ServerContext, request: dict) -> dict:
         for write in requests:
             if not isinstance(write, dict):
                 raise SerializationException("Each WriteRequest must be a map")
-            kinds = [kind for kind in ("PutRequest", "DeleteRequest") if write.get(kind) is not None]
+            kinds = [kind for kind in ("PutRequest", "DeleteRequest")
+                     if write.get(kind) is not None]
             if len(kinds) != 1:
                 raise ValidationException(
                     "Supplied AttributeValue has more than one datatypes set, must contain "

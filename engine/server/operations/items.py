@@ -81,7 +81,9 @@ def _on_failure(request: dict) -> str:
     )
 
 
-def _failed(err: ConditionalCheckFailedException, on_failure: str) -> ConditionalCheckFailedException:
+def _failed(
+    err: ConditionalCheckFailedException, on_failure: str
+) -> ConditionalCheckFailedException:
     """The error DynamoDB sends: with ``Item`` (the item as it was) when the request asked
     for ReturnValuesOnConditionCheckFailure ALL_OLD and an item existed. The app puts
     ``response_fields`` into the error body next to ``message``."""

@@ -85,7 +85,8 @@ def create_table(ctx: ServerContext, request: dict) -> dict:
         kind = definition.get("AttributeType")
         if kind not in ("S", "N", "B"):
             raise ValidationException(
-                f"1 validation error detected: Value '{kind}' at 'attributeDefinitions.member.attributeType' "
+                f"1 validation error detected: Value '{kind}' at "
+                "'attributeDefinitions.member.attributeType' "
                 "failed to satisfy constraint: Member must satisfy enum value set: [B, N, S]"
             )
         types[definition["AttributeName"]] = kind
@@ -103,8 +104,9 @@ def create_table(ctx: ServerContext, request: dict) -> dict:
         attribute = element.get("AttributeName")
         if attribute not in types:
             raise ValidationException(
-                "One or more parameter values were invalid: Some index key attributes are not defined in "
-                f"AttributeDefinitions. Keys: [{attribute}], AttributeDefinitions: [{', '.join(types)}]"
+                "One or more parameter values were invalid: Some index key attributes are not "
+                f"defined in AttributeDefinitions. Keys: [{attribute}], AttributeDefinitions: "
+                f"[{', '.join(types)}]"
             )
         schema.append((attribute, types[attribute]))
     if len(schema) == 2 and schema[0][0] == schema[1][0]:
@@ -113,7 +115,8 @@ def create_table(ctx: ServerContext, request: dict) -> dict:
         )
     if len(types) != len(schema):
         raise ValidationException(
-            "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly "
+            "One or more parameter values were invalid: Number of attributes in KeySchema does "
+            "not exactly "
             "match number of attributes defined in AttributeDefinitions"
         )
 
