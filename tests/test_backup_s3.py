@@ -14,13 +14,7 @@ from backup_helpers import backup_under_load, read_backup_items
 from s3_servers import RcloneS3Server, find_rclone
 
 from engine import Engine
-from engine.backup import export
 from engine.backup.manifest import manifest_key
-
-
-@pytest.fixture(autouse=True)
-def quick_upload_retries(monkeypatch):
-    monkeypatch.setattr(export, "UPLOAD_RETRY_DELAY_SECONDS", 0.05)
 
 
 def open_engine(path, store, **options):
@@ -114,7 +108,7 @@ def test_server_killed_mid_backup_fails_cleanly(tmp_path, make_s3_store, own_rcl
             own_rclone.kill()  # as a crash would; this very request then finds no server
         return content_md5
 
-    store = make_s3_store(own_rclone, max_attempts=2, part_request_hook=kill_on_third_request,
+    store = make_s3_store(own_rclone, part_request_hook=kill_on_third_request,
                           connect_timeout_seconds=1.0)
     with open_engine(tmp_path / "data", store) as eng:
         fill(eng, "Music", 2000)
@@ -123,6 +117,7 @@ def test_server_killed_mid_backup_fails_cleanly(tmp_path, make_s3_store, own_rcl
         assert done["status"] == "FAILED"
         reason = done["failure_reason"]
         assert "partition Music/" in reason and "upload to s3://tessera/" in reason
+        # botocore's 3 attempts at the request, and no other layer on top of them.
         assert "failed after 3 attempt(s)" in reason and "Could not connect" in reason
         # The store was unreachable, so the cleanup waits for it.
         assert eng.catalog.get_backup(backup_id)["cleanup_pending"] is True
@@ -136,6 +131,29 @@ def test_server_killed_mid_backup_fails_cleanly(tmp_path, make_s3_store, own_rcl
         assert_table_works(eng, "Music", 2001)
         retry = eng.create_backup("Music", "Again")["backup_id"]
         assert eng.wait_for_backup(retry, timeout=120)["status"] == "AVAILABLE"
+
+
+def test_a_failing_upload_is_tried_three_times_not_36(tmp_path, make_fault_proxy,
+                                                       make_s3_store):
+    """One retry policy (engine.store.retry): a partition object whose PUT always meets a
+    500 is sent botocore's 3 times and the backup fails. The export does not try again on
+    top (before: botocore 3 x S3Store 4 x export 3 = 36 PUTs, counted the same way)."""
+    proxy = make_fault_proxy("moto")
+    store = make_s3_store(proxy)
+
+    def object_put(request):
+        return request.method == "PUT" and request.path.endswith(".tar.zst")
+
+    proxy.fail(object_put, "500", forever=True)
+    with open_engine(tmp_path / "data", store) as eng:
+        fill(eng, "Music", 300, partitions=1)
+        backup_id = eng.create_backup("Music", "Bounded")["backup_id"]
+        done = eng.wait_for_backup(backup_id, timeout=120)
+        assert done["status"] == "FAILED"
+        assert "partition Music/p0000" in done["failure_reason"]
+        assert "failed after 3 attempt(s)" in done["failure_reason"]
+        assert proxy.count(object_put) == store.retry.request_attempts == 3
+        assert object_keys(store, backup_id) == []
 
 
 def test_rejected_part_is_retried(tmp_path, make_s3_store):
@@ -179,7 +197,7 @@ def test_rejected_multipart_part_restarts_the_upload(tmp_path, make_s3_store):
 
 
 def test_persistently_rejected_part_fails_with_reason(tmp_path, make_s3_store):
-    store = make_s3_store("rclone", max_attempts=2,
+    store = make_s3_store("rclone",
                           part_request_hook=lambda n, a, md5: "AAAAAAAAAAAAAAAAAAAAAA==")
     with open_engine(tmp_path / "data", store) as eng:
         fill(eng, "Music", 500, partitions=2)

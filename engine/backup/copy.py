@@ -52,11 +52,7 @@ class CopyProgress:
 
 def same_s3_bucket(source: ObjectStore, destination: ObjectStore) -> bool:
     """True when one S3 ``CopyObject`` can move bytes from ``source`` to ``destination``."""
-    from ..store.s3 import S3Store  # boto3 only when S3 is in play
-
-    return (isinstance(source, S3Store) and isinstance(destination, S3Store)
-            and source._endpoint_url == destination._endpoint_url
-            and source.bucket == destination.bucket)
+    return destination.same_bucket_as(source)
 
 
 def copy_backup_objects(
@@ -88,7 +84,7 @@ def copy_backup_objects(
             entry.object_size_bytes or 0) <= SERVER_SIDE_COPY_MAX_BYTES
         try:
             if server_side:
-                _server_side_copy(source, destination, key)
+                destination.copy_object_from(source, key)
             else:
                 with source.open_reader(key) as reader:
                     destination.put(key, reader, size=entry.object_size_bytes,
@@ -122,21 +118,3 @@ def copy_backup_objects(
             pass
         raise
 
-
-def _server_side_copy(source: ObjectStore, destination: ObjectStore, key: str) -> None:
-    info = source.head(key)
-    source._call(  # type: ignore[attr-defined]
-        f"COPY {source.url}/{key} to {destination.url}/{key}", key,
-        lambda: source.client.copy_object(  # type: ignore[attr-defined]
-            Bucket=destination.bucket,  # type: ignore[attr-defined]
-            Key=destination._full_key(key),  # type: ignore[attr-defined]
-            CopySource={"Bucket": source.bucket,  # type: ignore[attr-defined]
-                        "Key": source._full_key(key)},  # type: ignore[attr-defined]
-            MetadataDirective="COPY",
-        ),
-    )
-    copied = destination.head(key)
-    if copied.size != info.size or copied.crc32c != info.crc32c:
-        raise ChecksumMismatchError(
-            f"server-side copy of {source.url}/{key}: the copy is {copied.size} bytes with "
-            f"CRC32C {copied.crc32c}, the source {info.size} bytes with CRC32C {info.crc32c}")

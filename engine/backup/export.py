@@ -3,31 +3,33 @@
 This is the per-partition worker; :mod:`engine.backup.create` runs one per partition in
 parallel. Each step is a shared mechanism: ``Partition.export_copy`` (the same copy +
 catch-up that replicas and splits use), ``package_partition_to_file``,
-``verify_packaged_file`` and the object store's ``put``.
+``verify_packaged_file`` and the object store's ``put_file``.
+
+Retries: the worker repeats the whole export when *its own* bytes fail a check — the
+package fails verification, or the staged object no longer matches its CRC32C when the
+store reads it for the upload — up to ``max_attempts`` times. It never retries the
+transport: the store has done that under its one retry policy (for S3,
+:mod:`engine.store.retry`), so a ``StoreError`` fails the partition at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CorruptionError, StoreError
+from ..errors import ChecksumMismatchError, CorruptionError, StoreError
 from ..partition import Partition, Snapshot
 from ..store import ObjectStore
 from .manifest import PartitionManifest
 from .package import package_partition_to_file
 from .verify import verify_packaged_file
 
+#: Exports of one partition when its package fails verification or its staged object
+#: fails its CRC32C at upload (local damage, not transport: see the module docstring).
 DEFAULT_EXPORT_ATTEMPTS = 3
-#: Whole-object upload attempts on top of the store's own per-request/part retries: a
-#: server that drops a multipart upload (rclone after a BadDigest part) or restarts
-#: only gets a fresh upload this way. Delay doubles per attempt.
-DEFAULT_UPLOAD_ATTEMPTS = 3
-UPLOAD_RETRY_DELAY_SECONDS = 1.0
 
 
 @dataclass
@@ -64,15 +66,20 @@ def export_partition(
     cancelled: Callable[[], bool] = lambda: False,
     source=None,
 ) -> PartitionManifest:
-    """Export, package, verify (re-exporting up to ``max_attempts``) and upload one partition.
+    """Export, package, verify and upload one partition, re-exporting up to ``max_attempts``.
 
     Returns the partition's complete manifest entry. ``snapshot`` pins the partition at
     ``template.backup_lsn``; it stays pinned until the caller releases it, so a re-export
     yields the same data. ``source`` (an ``engine.replica.ReplicaSnapshot``) copies from
     a replica instead of the partition, catching up from the partition's WAL (SPEC §10).
+
+    Bound: at most ``max_attempts`` uploads of the object, each started only after the
+    previous one found the staged bytes damaged (``ChecksumMismatchError``: nothing was
+    stored); transport faults are the store's alone and end the export with the store's
+    ``StoreError`` — they never multiply by ``max_attempts``.
     """
     name = f"{template.table_name}/{template.partition_id}"
-    packaged = None
+    uploaded = None
     for attempt in range(1, max_attempts + 1):
         if cancelled():
             raise PartitionExportFailed(f"partition {name}: backup cancelled")
@@ -104,24 +111,29 @@ def export_partition(
         except CorruptionError as err:
             progress.problems.append(f"attempt {attempt}: {err}")
             continue
-        if verdict.ok:
-            packaged = (object_path, result.manifest)
-            break
-        progress.problems.append(f"attempt {attempt}: verification failed: {verdict.message}")
-    if packaged is None:
+        if not verdict.ok:
+            progress.problems.append(
+                f"attempt {attempt}: verification failed: {verdict.message}")
+            continue
+        progress.phase = "uploading"
+        progress.bytes_total = result.manifest.object_size_bytes
+        try:
+            _upload(store, object_path, result.manifest, progress, name, cancelled)
+        except ChecksumMismatchError as err:  # the staged bytes changed: export again
+            progress.problems.append(f"attempt {attempt}: upload refused the staged object: "
+                                     f"{type(err).__name__}: {err}")
+            continue
+        uploaded = result.manifest
+        break
+    if uploaded is None:
         raise PartitionExportFailed(
             f"partition {name} failed verification {max_attempts} times: "
             + "; ".join(progress.problems[-max_attempts:])
         )
-
-    object_path, manifest = packaged
-    progress.phase = "uploading"
-    progress.bytes_total = manifest.object_size_bytes
-    _upload(store, object_path, manifest, progress, name, cancelled)
-    progress.bytes_done = manifest.object_size_bytes
+    progress.bytes_done = uploaded.object_size_bytes
     progress.phase = "done"
     shutil.rmtree(work_dir, ignore_errors=True)
-    return manifest
+    return uploaded
 
 
 def _upload(
@@ -132,11 +144,13 @@ def _upload(
     name: str,
     cancelled: Callable[[], bool],
 ) -> None:
-    """``store.put`` the verified object, retrying the whole upload on a store failure.
+    """``store.put_file`` the verified object, once.
 
     The store verifies the bytes it reads against ``object_crc32c`` (taken while
     packaging), so a staged file damaged after verification fails the put with
-    ``ChecksumMismatchError`` and nothing is stored under the key.
+    ``ChecksumMismatchError`` and nothing is stored under the key; the caller exports
+    again. Any other ``StoreError`` (or ``OSError``) comes after the store's own retries
+    and fails the partition: retrying here would multiply them.
     """
 
     def uploaded(count: int) -> None:
@@ -144,20 +158,14 @@ def _upload(
             raise PartitionExportFailed(f"partition {name}: backup cancelled during upload")
         progress.bytes_done += count
 
-    delay = UPLOAD_RETRY_DELAY_SECONDS
-    for attempt in range(1, DEFAULT_UPLOAD_ATTEMPTS + 1):
-        progress.bytes_done = 0
-        try:
-            store.put_file(manifest.object_key, object_path,
-                           size=manifest.object_size_bytes,
-                           crc32c=int(manifest.object_crc32c, 16), progress=uploaded)
-            return
-        except (StoreError, OSError) as err:
-            progress.problems.append(f"upload attempt {attempt}: {type(err).__name__}: {err}")
-            if attempt == DEFAULT_UPLOAD_ATTEMPTS or cancelled():
-                raise PartitionExportFailed(
-                    f"partition {name}: upload to {store.url} failed after {attempt} "
-                    f"attempt(s): {type(err).__name__}: {err}"
-                ) from err
-        time.sleep(delay)
-        delay *= 2
+    progress.bytes_done = 0
+    try:
+        store.put_file(manifest.object_key, object_path, size=manifest.object_size_bytes,
+                       crc32c=int(manifest.object_crc32c, 16), progress=uploaded)
+    except ChecksumMismatchError:
+        raise
+    except (StoreError, OSError) as err:
+        progress.problems.append(f"upload: {type(err).__name__}: {err}")
+        raise PartitionExportFailed(
+            f"partition {name}: upload to {store.url} failed: {type(err).__name__}: {err}"
+        ) from err

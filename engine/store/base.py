@@ -433,6 +433,22 @@ class ObjectStore(abc.ABC):
         Missing ``src_key`` → ``ObjectNotFoundError``. Returns the new object's info.
         """
 
+    def same_bucket_as(self, other: ObjectStore) -> bool:
+        """True when :meth:`copy_object_from` can copy ``other``'s objects here server-side
+        (S3: both on one endpoint and bucket, prefixes aside). By default never."""
+        return False
+
+    def copy_object_from(self, source: ObjectStore, key: str) -> ObjectInfo:
+        """Copy ``source``'s object ``key`` here under the same key, server-side, keeping
+        its CRC32C; only for a ``source`` this store is :meth:`same_bucket_as`.
+
+        Otherwise ``ValueError`` (stream it with ``open_reader`` and ``put`` instead).
+        Missing ``key`` → ``ObjectNotFoundError``; a copy whose size or CRC32C differs from
+        the source's → ``ChecksumMismatchError``. Returns the new object's info.
+        """
+        raise ValueError(f"{self.url} cannot copy server-side from {source.url}; "
+                         "stream the object instead")
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections and threads. Idempotent."""
