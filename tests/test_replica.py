@@ -39,23 +39,32 @@ def make_table(engine, name="Replicated", items=500):
 
 def test_replica_follows_concurrent_writes(engine, tmp_path):
     table = make_table(engine)
-    stop = threading.Event()
+    stop, writing = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
 
     def write():
         n = 0
-        while not stop.is_set():
-            table.put_item({"pk": f"w{n % 5}", "sk": n, "v": n})
-            if n % 3 == 0:
-                table.delete_item({"pk": f"k{n % 7}", "sk": n % 500})
-            n += 1
+        try:
+            while not stop.is_set():
+                table.put_item({"pk": f"w{n % 5}", "sk": n, "v": n})
+                if n % 3 == 0:
+                    table.delete_item({"pk": f"k{n % 7}", "sk": n % 500})
+                writing.set()
+                n += 1
+        except BaseException as err:  # noqa: BLE001 - re-raised by the test
+            errors.append(err)
+            writing.set()
 
     writer = threading.Thread(target=write)
     writer.start()
     try:
+        # The writer is in its loop before the replica's copy starts.
+        assert writing.wait(30) and not errors, errors
         info = engine.add_replica("Replicated", "p0000", tmp_path / "volume")
     finally:
         stop.set()
         writer.join()
+    assert not errors, errors
     replica_id = info["replica_id"]
     assert info["status"] == "ACTIVE"
     assert Path(info["dir"]).is_relative_to((tmp_path / "volume").resolve())
