@@ -429,3 +429,41 @@ def test_legacy_numbers_are_exact(table):
                       Expected={"a": {"ComparisonOperator": "EQ",
                                       "AttributeValueList": [Decimal("0.1")]}})
     assert table.get_item(Key=key)["Item"]["a"] == Decimal("0.3")
+
+
+@pytest.mark.parametrize(
+    ("existing", "value"),
+    [({"dog"}, 2), ({"dog"}, ["cat"]), (["dog"], {"cat"}), (["dog"], 3), (2, ["dog"]),
+     (2, {"dog"}), ({1, 2}, {"a"})],
+)
+def test_attribute_updates_add_type_mismatch(table, existing, value):
+    key = fresh(table, a=existing)
+    with pytest.raises(ClientError) as caught:
+        table.update_item(Key=key, AttributeUpdates={"a": {"Action": "ADD", "Value": value}})
+    assert error_code(caught) == "ValidationException"
+    assert "mismatch" in message(caught)
+
+
+def test_attribute_updates_delete_from_a_set_of_another_type(table):
+    key = fresh(table, a={1, 2})
+    with pytest.raises(ClientError) as caught:
+        table.update_item(Key=key, AttributeUpdates={"a": {"Action": "DELETE",
+                                                           "Value": {"x"}}})
+    assert "mismatch" in message(caught)
+
+
+@pytest.mark.parametrize("value", ["b", 3, b"b", True, None, [2, 3], {"a": 3}])
+def test_attribute_updates_delete_value_must_be_a_set(table, value):
+    key = fresh(table, a=value)
+    with pytest.raises(ClientError) as caught:
+        table.update_item(Key=key, AttributeUpdates={"a": {"Action": "DELETE", "Value": value}})
+    assert "type" in message(caught)
+
+
+def test_attribute_updates_on_a_missing_item(table):
+    for update, created in [({}, True), ({"a": {"Action": "DELETE"}}, False),
+                            ({"a": {"Action": "DELETE", "Value": {4}}}, False),
+                            ({"a": {"Action": "ADD", "Value": [1]}}, True)]:
+        key = {"pk": f"missing-{next(_keys)}"}
+        table.update_item(Key=key, AttributeUpdates=update)
+        assert ("Item" in table.get_item(Key=key)) == created, update

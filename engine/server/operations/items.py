@@ -18,7 +18,7 @@ from typing import Any
 from engine.attrvalue import deserialize_item, serialize_item
 from engine.errors import ConditionalCheckFailedException, ValidationException
 from engine.expressions import legacy
-from engine.expressions.ast import Call, Path, Update
+from engine.expressions.ast import And, Call, DeleteAction, Path, RemoveAction, Update
 from engine.expressions.evaluate import evaluate
 from engine.expressions.projection import project
 
@@ -169,6 +169,19 @@ def delete_item(ctx: ServerContext, request: dict) -> dict:
 
 
 def update_item(ctx: ServerContext, request: dict) -> dict:
+    try:
+        return _update_item(ctx, request)
+    except ValidationException as err:
+        if request.get("AttributeUpdates") is not None and _is_type_error(err):
+            # AttributeUpdates speak of the attribute, not of an expression's operands.
+            raise ValidationException(
+                "One or more parameter values were invalid: Type mismatch for attribute to "
+                "update"
+            ) from None
+        raise
+
+
+def _update_item(ctx: ServerContext, request: dict) -> dict:
     name = table_name(request)
     expressions = _expressions(request, "UpdateItem")
     return_values = enum(request, "ReturnValues", RETURN_VALUES, "NONE")
@@ -192,6 +205,9 @@ def update_item(ctx: ServerContext, request: dict) -> dict:
     if not update.actions:
         return _update_without_actions(table, key, condition, return_values, capacity,
                                        on_failure)
+    if _deletes_only(update):
+        return _update_deletes_only(table, key, update, condition, return_values, capacity,
+                                    on_failure)
     old = table.get_item(key) if capacity != "NONE" else None
     try:
         result = table.update_item(
@@ -229,6 +245,47 @@ def _update_without_actions(table: Any, key: dict, condition: Any, return_values
     result = {"ALL_OLD": old, "ALL_NEW": new}.get(return_values)
     response: dict[str, Any] = {"Attributes": serialize_item(result)} if result else {}
     return add_consumed(response, capacity, table.name, item_write_units(old, new), write=True)
+
+
+def _deletes_only(update: Update) -> bool:
+    """Only REMOVE and DELETE actions, at least one DELETE: on a missing item DynamoDB
+    does nothing (creates no item). The engine already knows this for REMOVE alone."""
+    kinds = {type(action) for action in update.actions}
+    return DeleteAction in kinds and kinds <= {DeleteAction, RemoveAction}
+
+
+def _update_deletes_only(table: Any, key: dict, update: Update, condition: Any,
+                         return_values: str, capacity: str, on_failure: str) -> dict:
+    """Run the update only if the item exists (one atomic condition), and tell a missing
+    item (nothing to do, if the client's condition holds for no item) from a failed
+    client condition by the item the engine's failure carries."""
+    exists = Call("attribute_exists", (Path((next(iter(key)),)),))
+    guarded = exists if condition is None else And(exists, condition)
+    old = table.get_item(key) if capacity != "NONE" else None
+    try:
+        result = table.update_item(
+            key, update, condition=guarded, return_values=return_values,
+            return_values_on_condition_check_failure="ALL_OLD",
+        )
+    except ConditionalCheckFailedException as err:
+        current = getattr(err, "item", None)
+        if current is not None or (condition is not None and not evaluate(condition, None)):
+            failed = ConditionalCheckFailedException("The conditional request failed")
+            failed.item = current if on_failure == "ALL_OLD" else None  # type: ignore[attr-defined]
+            raise _failed(failed, on_failure) from None
+        return add_consumed({}, capacity, table.name, item_write_units(None), write=True)
+    response: dict[str, Any] = {}
+    if return_values != "NONE" and result:
+        response["Attributes"] = serialize_item(result)
+    if capacity != "NONE":
+        new = result if return_values == "ALL_NEW" else table.get_item(key)
+        add_consumed(response, capacity, table.name, item_write_units(old, new), write=True)
+    return response
+
+
+def _is_type_error(err: ValidationException) -> bool:
+    """An update operand of the wrong type for the attribute it meets (evaluator words)."""
+    return "incorrect data type" in err.message or "Incorrect operand type" in err.message
 
 
 def _check_key_not_updated(update: Update, key_names: list[str]) -> None:
