@@ -78,7 +78,8 @@ class Writers:
     def _wait_for_rounds(self, targets: list[int]) -> None:
         with self.progress:
             reached = self.progress.wait_for(
-                lambda: self.errors or all(r >= t for r, t in zip(self.rounds, targets, strict=True)),
+                lambda: self.errors or all(
+                    done >= target for done, target in zip(self.rounds, targets, strict=True)),
                 timeout=60)
         assert reached and not self.errors, self.errors or f"threads stalled: {self.rounds}"
 
