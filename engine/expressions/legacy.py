@@ -354,12 +354,12 @@ def key_conditions(
                 "Query condition missed key schema element: "
                 f"{sort_key[0] if sort_key and attribute != sort_key[0] else partition_key[0]}"
             )
-        if comparison not in _KEY_OPERATORS or (
-            attribute == partition_key[0] and comparison != "EQ"
-        ):
+        if comparison not in _KEY_OPERATORS:
             raise ValidationException(
                 "Attempted conditional constraint is not an indexable operation"
             )
+        if attribute == partition_key[0] and comparison != "EQ":
+            raise ValidationException("Query key condition not supported")
         low, high = _ARITY[comparison]
         if len(values) < low or (high is not None and len(values) > high):
             raise ValidationException(
