@@ -138,6 +138,14 @@ def test_expected_value_types(table, operator, values, kind):
         caught)
 
 
+def test_in_values_of_one_type(table):
+    key = fresh(table, a=1)
+    with pytest.raises(ClientError) as caught:
+        table.put_item(Item=key, Expected={
+            "a": {"ComparisonOperator": "IN", "AttributeValueList": ["a", 3]}})
+    assert "must be of same type" in message(caught)
+
+
 def test_expected_between_bounds(table):
     key = fresh(table, a=1)
     with pytest.raises(ClientError) as caught:

@@ -185,6 +185,10 @@ def _comparison(attribute: str, operator: Any, values: list[tuple[str, Any]],
     if operator == "BEGINS_WITH":
         return Call("begins_with", (path, literals[0]))
     if operator == "IN":
+        if len({kind for kind, _ in values}) > 1:
+            raise ValidationException(
+                f"{INVALID}AttributeValues inside AttributeValueList must be of same type"
+            )
         return In(path, tuple(literals))
     (low_kind, low_value), (high_kind, high_value) = values
     if low_kind != high_kind:
