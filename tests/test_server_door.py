@@ -8,7 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import os
+import shutil
 import socket
+import subprocess
+from pathlib import Path
 from unittest import mock
 from urllib.parse import urlsplit
 
@@ -233,3 +237,36 @@ def test_boto3_session_still_works(server):
     table = resource.Table(TABLE)
     table.put_item(Item={"pk": "resource", "n": 5})
     assert table.get_item(Key={"pk": "resource"})["Item"]["n"] == 5
+
+
+def test_malformed_http_gets_a_json_error_body(server):
+    url = urlsplit(server.endpoint)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, payload = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"application/x-amz-json-1.0" in head
+    assert json.loads(payload)["__type"] == PREFIX + "SerializationException"
+
+
+def test_aws_cli_still_works(server):
+    """One real AWS CLI call through the strict door (skipped when no CLI is installed)."""
+    cli = shutil.which("aws")
+    local = Path(__file__).resolve().parent.parent / ".venv-awscli" / "bin" / "aws"
+    cli = str(local) if local.exists() else cli
+    if cli is None:
+        pytest.skip("the AWS CLI is not installed (no .venv-awscli/bin/aws, no aws on PATH)")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
+           "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
+           "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": "/nonexistent",
+           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_PAGER": ""}
+    result = subprocess.run([cli, "dynamodb", "list-tables", "--endpoint-url", server.endpoint,
+                             "--output", "json"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    if result.returncode != 0 and "No module named" in result.stderr:
+        pytest.skip(f"the AWS CLI on PATH does not run: {result.stderr.strip()[:200]}")
+    assert result.returncode == 0, result.stderr
+    assert TABLE in json.loads(result.stdout)["TableNames"]

@@ -103,6 +103,21 @@ class _LimitedH11Protocol(H11Protocol):
         self._cancel_header_timer()  # the keep-alive timer takes over until the next byte
         super().on_response_complete()
 
+    def send_400_response(self, msg: str) -> None:
+        """A request HTTP itself cannot parse: DynamoDB's JSON error body, as for every
+        other error, instead of uvicorn's plain text."""
+        body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#SerializationException",
+                           "message": f"{msg} (malformed HTTP/1.1)"}).encode()
+        headers = [(b"content-type", b"application/x-amz-json-1.0"), (b"connection", b"close")]
+        try:
+            self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers,
+                                                             reason=b"Bad Request")))
+            self.transport.write(self.conn.send(h11.Data(data=body)))
+            self.transport.write(self.conn.send(h11.EndOfMessage()))
+        except h11.LocalProtocolError:
+            pass  # too broken to answer in HTTP at all
+        self.transport.close()
+
     def _header_timeout(self) -> None:
         self._header_timer = None
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
