@@ -21,6 +21,7 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "ProgressCallback",
+    "S3RetryPolicy",
     "S3Store",
     "open_store",
     "validate_key",
@@ -31,7 +32,8 @@ def open_store(url: str, *, endpoint_url: str | None = None, **options: Any) -> 
     """Open the store at ``url``: ``s3://bucket[/prefix]``, ``file://DIR`` or a plain path.
 
     ``endpoint_url`` and ``options`` (``part_size_bytes``, ``max_concurrency``,
-    credentials, …) go to :class:`~engine.store.s3.S3Store`; a local store takes none.
+    ``retry=S3RetryPolicy(...)``, credentials, …) go to :class:`~engine.store.s3.S3Store`;
+    a local store takes none.
     """
     if not isinstance(url, str) or not url:
         raise ValueError(f"store URL must be a non-empty string, got {url!r}")
@@ -57,9 +59,13 @@ def open_store(url: str, *, endpoint_url: str | None = None, **options: Any) -> 
 
 
 def __getattr__(name: str) -> Any:
-    # S3Store is exported lazily so that importing engine.store does not import boto3.
+    # The S3 names are exported lazily so that importing engine.store does not import boto3.
     if name == "S3Store":
         from engine.store.s3 import S3Store
 
         return S3Store
+    if name == "S3RetryPolicy":
+        from engine.store.retry import S3RetryPolicy
+
+        return S3RetryPolicy
     raise AttributeError(f"module 'engine.store' has no attribute {name!r}")

@@ -20,6 +20,7 @@ sessions are not, so the client is created once, in ``__init__``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -213,7 +214,7 @@ class S3Store(ObjectStore):
     def put_file(
         self,
         key: str,
-        path: Any,
+        path: str | os.PathLike[str],
         *,
         size: int | None = None,
         crc32c: int | None = None,
