@@ -158,7 +158,6 @@ def bind_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
         raise ServeError(
             f"cannot listen on {host}:{port}: {err.strerror}; {hint}", EXIT_BUSY
         ) from None
-    sock.set_inheritable(True)
     return sock
 
 
@@ -443,7 +442,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run ``serve`` from parsed arguments; returns the process exit code."""
-    from engine.errors import TesseraError
+    from engine.errors import DataDirectoryInUseError, TesseraError
 
     try:
         credentials = _resolve_credentials(args.credentials)
@@ -458,6 +457,9 @@ def run_from_args(args: argparse.Namespace) -> int:
     except ServeError as err:
         print(f"tessera serve: {err.message}", file=sys.stderr)
         return err.exit_code
+    except DataDirectoryInUseError as err:
+        print(f"tessera serve: {err.message}", file=sys.stderr)
+        return EXIT_BUSY
     except TesseraError as err:
         print(f"tessera serve: {type(err).__name__}: {err.message}", file=sys.stderr)
         return EXIT_FAILED
