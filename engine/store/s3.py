@@ -172,6 +172,11 @@ class S3Store(ObjectStore):
     def part_size_bytes(self) -> int:
         return self._part_size_bytes
 
+    def s3_key(self, key: str) -> str:
+        """The S3 key that store key ``key`` lives under (the prefix joined with it), for
+        tools that talk to the bucket directly. ``ValueError`` for an invalid key."""
+        return self._conn.full_key(key)
+
     @property
     def retry(self) -> S3RetryPolicy:
         """The retry policy every request of this store follows."""
@@ -347,18 +352,18 @@ class S3Store(ObjectStore):
         return self._server_side_copy(source, key, key)
 
     def _server_side_copy(self, source: S3Store, src_key: str, dst_key: str) -> ObjectInfo:
-        source._conn.check_open()
         conn = self._conn
-        info = source.head(src_key)
+        info = source.head(src_key)  # also: source is open, src_key exists and is valid
+        where_src = f"{source.url}/{src_key}"
         if info.size > MAX_COPY_OBJECT_BYTES:
             raise StoreError(
-                f"copy of {source._conn.where(src_key)} ({info.size} bytes): objects over "
-                "5 GiB need a multipart copy, which this store does not do yet"
+                f"copy of {where_src} ({info.size} bytes): objects over 5 GiB need a "
+                "multipart copy, which this store does not do yet"
             )
-        copy_source = {"Bucket": source.bucket, "Key": source._conn.full_key(src_key)}
+        copy_source = {"Bucket": source.bucket, "Key": source.s3_key(src_key)}
         full_dst = conn.full_key(dst_key)
         conn.call(
-            f"COPY {source._conn.where(src_key)} to {conn.where(dst_key)}",
+            f"COPY {where_src} to {conn.where(dst_key)}",
             src_key,
             lambda: conn.client.copy_object(
                 Bucket=conn.bucket, Key=full_dst, CopySource=copy_source,
@@ -368,9 +373,9 @@ class S3Store(ObjectStore):
         copied = self.head(dst_key)
         if copied.size != info.size or copied.crc32c != info.crc32c:
             raise ChecksumMismatchError(
-                f"copy of {source._conn.where(src_key)} to {conn.where(dst_key)}: the copy is "
-                f"{copied.size} bytes with CRC32C {copied.crc32c}, the source {info.size} "
-                f"bytes with CRC32C {info.crc32c}"
+                f"copy of {where_src} to {conn.where(dst_key)}: the copy is {copied.size} "
+                f"bytes with CRC32C {copied.crc32c}, the source {info.size} bytes with CRC32C "
+                f"{info.crc32c}"
             )
         return copied
 
