@@ -225,6 +225,18 @@ def test_schema_errors(text, schema, message):
     assert error_of(query, text, schema) == message
 
 
+def test_key_values_may_not_be_empty():
+    assert error_of(query, "pk = :e", HASH_ONLY, values={":e": ""}) == (
+        "One or more parameter values are not valid. The AttributeValue for a key attribute "
+        "cannot contain an empty string value. Key: pk"
+    )
+    assert error_of(query, "pk = :p AND sk > :e", BINARY_KEYS,
+                    values={":p": b"x", ":e": b""}) == (
+        "One or more parameter values are not valid. The AttributeValue for a key attribute "
+        "cannot contain an empty binary value. Key: sk"
+    )
+
+
 def test_two_placeholders_naming_one_key():
     assert error_of(query, "#a = :p AND #b = :p", NUMBER_SORT, {"#a": "pk", "#b": "pk"}) == (
         "KeyConditionExpressions must only contain one condition per key"

@@ -83,8 +83,10 @@ def test_none_means_not_given():
 def test_unused_placeholders_are_reported_names_first():
     placeholders = Placeholders({"#a": "a", "#b": "b", "#c": "c"}, {":x": 1, ":y": 2})
     bind(parse_condition("#b = :y"), placeholders, "ConditionExpression")
+    # listed in Java HashSet order, as DynamoDB lists them: "#c" (hash 1184) falls in
+    # bucket 0 of 16, "#a" (hash 1182) in bucket 14
     assert error_of(placeholders.check_all_used) == (
-        "Value provided in ExpressionAttributeNames unused in expressions: keys: {#a, #c}"
+        "Value provided in ExpressionAttributeNames unused in expressions: keys: {#c, #a}"
     )
     bind(parse_projection("#a, #c"), placeholders, "ProjectionExpression")
     assert error_of(placeholders.check_all_used) == (
@@ -184,7 +186,7 @@ def test_undefined_value():
         ("REMOVE a, a.b", "[a]", "[a, b]"),
         ("SET a.b[1] = :v REMOVE a", "[a, b, [1]]", "[a]"),
         ("SET #a = :v REMOVE a", "[a]", "[a]"),  # only visible once #a is resolved
-        ("set d[1] = a, d.b = a, c[1].a = a, #c = if_not_exists(a, a)", "[c, [1], a]", "[c]"),
+        ("set d[1] = a, d.b = a, c[1].a = a, #c = if_not_exists(a, b)", "[c, [1], a]", "[c]"),
         ("set #c[3].#d = a, #c[3] = a", "[c, [3], [3]]", "[c, [3]]"),
     ],
 )
@@ -211,6 +213,58 @@ def test_update_paths_conflict(text, one, two):
         "Invalid UpdateExpression: Two document paths conflict with each other; must remove "
         f"or rewrite one of these paths; path one: {one}, path two: {two}"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("set a = if_not_exists(c)", "Incorrect number of operands for operator or function; "
+         "operator or function: if_not_exists, number of operands: 1"),
+        ("set a = list_append(c)", "Incorrect number of operands for operator or function; "
+         "operator or function: list_append, number of operands: 1"),
+        ("set a = if_not_exists(:a, c)", "Operator or function requires a document path; "
+         "operator or function: if_not_exists"),
+        ("set a = if_not_exists(if_not_exists(a, b), c)", "Operator or function requires a "
+         "document path; operator or function: if_not_exists"),
+        ("set a" + ".b" * 32 + " = c", "The document path has too many nesting levels; "
+         "nesting levels: 33"),
+    ],
+)
+def test_update_checks_after_the_overlap_check(text, message):
+    values = {":a": "a"} if ":a" in text else None
+    assert error_of(bind_update, text, None, values) == f"Invalid UpdateExpression: {message}"
+
+
+def test_update_overlap_is_reported_before_arity():
+    # DynamoDB's answer to this (two problems): the overlap
+    message = error_of(bind_update, "set d[1] = a, d.b = a, c[1].a = a, #c = if_not_exists(a)",
+                       {"#c": "c"})
+    assert message == (
+        "Invalid UpdateExpression: Two document paths overlap with each other; must remove or "
+        "rewrite one of these paths; path one: [c, [1], a], path two: [c]"
+    )
+
+
+def test_update_checks_actions_last_to_first():
+    assert error_of(bind_update, "SET a = :x, b = :y", None, {":z": 1}).endswith(
+        "attribute value: :y"
+    )
+    assert error_of(bind_update, "SET a = #x, b = :y", None, None).endswith(
+        "attribute name: #x"  # every name is checked before any value
+    )
+
+
+def test_placeholder_keys_are_at_most_255_bytes():
+    long_name = "#" + "n" * 255
+    assert error_of(Placeholders, {long_name: "a"}, None) == (
+        "ExpressionAttributeNames contains invalid key: The expression attribute map contains "
+        "a key that is too long; size of key: 256"
+    )
+    assert error_of(Placeholders, None, {":" + "v" * 255: 1}).startswith(
+        "ExpressionAttributeValues contains invalid key: The expression attribute map "
+        "contains a key that is too long;"
+    )
+    Placeholders({"#" + "n" * 254: "a"}, {":" + "v" * 254: 1})
 
 
 def test_projection_paths_overlap_and_conflict():
@@ -253,7 +307,7 @@ def test_overlap_is_reported_before_conflict():
 def test_add_and_delete_operand_types(clause, value, shown):
     assert error_of(bind_update, f"{clause} a.b :a", None, {":a": value}) == (
         "Invalid UpdateExpression: Incorrect operand type for operator or function; "
-        f"operator: {clause}, operand type: {shown}"
+        f"operator: {clause}, operand type: {shown}, typeSet: ALLOWED_FOR_{clause}_OPERAND"
     )
 
 
@@ -322,8 +376,9 @@ def test_well_typed_set_values_bind():
          "AttributeValue: {N:1}"),
         ("a BETWEEN :b AND :a", {":a": b"\x00", ":b": b"\x01"},
          "The BETWEEN operator requires upper bound to be greater than or equal to lower "
-         "bound; lower bound operand: AttributeValue: {B:AQ==}, upper bound operand: "
-         "AttributeValue: {B:AA==}"),
+         "bound; lower bound operand: AttributeValue: {B:java.nio.HeapByteBuffer[pos=0 lim=1 "
+         "cap=1]}, upper bound operand: AttributeValue: {B:java.nio.HeapByteBuffer[pos=0 "
+         "lim=1 cap=1]}"),
         ("a BETWEEN :b AND :a", {":a": "a", ":b": 1},
          "The BETWEEN operator requires same data type for lower and upper bounds; lower "
          "bound operand: AttributeValue: {N:1}, upper bound operand: AttributeValue: {S:a}"),
@@ -338,7 +393,35 @@ def test_well_typed_set_values_bind():
          "attribute_type, operand type: N"),
         ("attribute_type(a, :t)", {":t": "STRING"},
          "Invalid attribute type name found; type: STRING, valid types: "
-         "{B,NULL,SS,BOOL,L,BS,N,NS,S,M}"),
+         "{N,BS,L,B,NULL,M,S,SS,NS,BOOL}"),
+        ("attribute_type(a, b)", None,
+         "Incorrect operand type for operator or function; operator or function: "
+         "attribute_type, operand type: {SS,M,DECIMAL,DOUBLESET,HDS,N,B,DICT,INTSET,BOOL,HD,"
+         "BS,INT,DECIMALSET,NULL,FLOAT,FS,S,L,NS,DOUBLE}"),
+        ("attribute_type(a, size(b))", None,
+         "Incorrect operand type for operator or function; operator or function: "
+         "attribute_type, operand type: N"),
+        ("size(:v) > :n", {":v": 1, ":n": 1},
+         "Incorrect operand type for operator or function; operator or function: size, "
+         "operand type: N"),
+        ("size(:v) > :n", {":v": True, ":n": 1},
+         "Incorrect operand type for operator or function; operator or function: size, "
+         "operand type: BOOL"),
+        ("a < :v", {":v": True},
+         "Incorrect operand type for operator or function; operator or function: <, "
+         "operand type: BOOL"),
+        (":v >= a", {":v": [1]},
+         "Incorrect operand type for operator or function; operator or function: >=, "
+         "operand type: L"),
+        ("a BETWEEN :v AND :w", {":v": {1}, ":w": {2}},
+         "Incorrect operand type for operator or function; operator or function: BETWEEN, "
+         "operand type: NS"),
+        ("a BETWEEN b AND a", None,
+         "The first operand must be distinct from the remaining operands for this operator "
+         "or function; operator: BETWEEN, first operand: [a]"),
+        ("a IN (:v, a)", {":v": 1},
+         "The first operand must be distinct from the remaining operands for this operator "
+         "or function; operator: IN, first operand: [a]"),
         ("a = a", None,
          "The first operand must be distinct from the remaining operands for this operator "
          "or function; operator: =, first operand: [a]"),

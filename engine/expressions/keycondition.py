@@ -143,7 +143,7 @@ def key_condition(
     a sort key takes one condition only ("Query key condition not supported"); a missing
     key is "Query condition missed key schema element: <name>" (the sort key may be
     missing only when it is the one condition's absence); value types must match the
-    schema; the partition key takes ``=`` only.
+    schema and key values may not be empty; the partition key takes ``=`` only.
     """
     terms = key_terms(bound)
     by_name = {term.name: term for term in terms}
@@ -165,6 +165,12 @@ def key_condition(
                 raise ValidationException(
                     "One or more parameter values were invalid: Condition parameter type "
                     "does not match schema type"
+                )
+            if key_type in ("S", "B") and len(operand.value) == 0:
+                empty = "string" if key_type == "S" else "binary"
+                raise ValidationException(
+                    "One or more parameter values are not valid. The AttributeValue for a key "
+                    f"attribute cannot contain an empty {empty} value. Key: {name}"
                 )
         if is_partition and term.op != "=":
             raise ValidationException("Query key condition not supported")

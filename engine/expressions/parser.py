@@ -65,6 +65,9 @@ __all__ = [
     "MAX_IN_OPERANDS",
     "MAX_OPERATORS",
     "MAX_PATH_DEPTH",
+    "MAX_LIST_INDEX",
+    "KEYWORDS",
+    "check_update_action",
     "parse_condition",
     "parse_update",
     "parse_projection",
@@ -98,15 +101,15 @@ _ARITY = {
     "list_append": 2,
 }
 # Functions whose first operand must be a document path (not a value or a function).
-_PATH_FIRST = ("attribute_exists", "attribute_not_exists", "if_not_exists", "size")
-_CONDITION_KEYWORDS = frozenset({"AND", "OR", "NOT", "BETWEEN", "IN"})
+_PATH_FIRST = ("attribute_exists", "attribute_not_exists", "attribute_type", "if_not_exists")
+#: Words that are tokens of the grammar in every expression kind, so never attribute names
+#: (DynamoDB reads all its expressions with one lexer): ``a.set`` is a syntax error in a
+#: condition too. Case does not matter.
+KEYWORDS = frozenset({"AND", "OR", "NOT", "BETWEEN", "IN", "SET", "REMOVE", "ADD", "DELETE"})
 _UPDATE_CLAUSES = ("SET", "REMOVE", "ADD", "DELETE")
+#: The largest list index DynamoDB accepts in a document path (a Java int).
+MAX_LIST_INDEX = 2**31 - 1
 
-# Deferred problems (found while parsing or in the check pass after it) are reported in
-# this order, the first of the highest rank, mirroring DynamoDB: a redundant parenthesis
-# before an unknown function before a misplaced one before a reserved word, and so on.
-_P_PARENS, _P_UNKNOWN_FUNCTION, _P_FUNCTION_KIND, _P_MISUSED = 0, 1, 2, 3
-_P_RESERVED, _P_SECTION, _P_ARITY, _P_PATH_REQUIRED, _P_DEPTH, _P_IN = 4, 5, 6, 7, 8, 9
 
 # --- public entry points ---------------------------------------------------------------
 
@@ -160,11 +163,11 @@ def _check_text(text: Any, kind: str) -> None:
 
 
 def _parse_condition_uncached(text: str, kind: str) -> Condition:
-    parser = _Parser(text, kind, _CONDITION_KEYWORDS)
+    parser = _Parser(text, kind)
     tree = parser.run(parser.condition_expression)
-    checker = _Checker(kind, parser.problems)
-    checker.condition(tree)
-    checker.raise_first()
+    checks = _Checks(kind)
+    checks.first_pass_condition(tree, as_condition=True)
+    checks.second_pass_condition(tree)
     if kind == "KeyConditionExpression":
         key_terms(tree)  # raises for anything but a key condition's shape
     return tree
@@ -179,23 +182,49 @@ _CONDITION_PARSERS = {kind: _condition_parser(kind) for kind in CONDITION_KINDS}
 
 def _parse_update_uncached(text: str) -> Update:
     kind = "UpdateExpression"
-    parser = _Parser(text, kind, frozenset(_UPDATE_CLAUSES))
+    parser = _Parser(text, kind)
     tree = parser.run(parser.update_expression)
-    checker = _Checker(kind, parser.problems)
-    checker.update(tree)
-    checker.raise_first()
+    checks = _Checks(kind)
+    # DynamoDB reads an update a section at a time, in the order the sections first
+    # appear; a section repeated is refused after the actions of all its clauses are read.
+    sections: dict[str, list[tuple[int, int]]] = {}
+    for clause, first, end in parser.clauses:
+        sections.setdefault(clause, []).append((first, end))
+    for clause, spans in sections.items():
+        for first, end in spans:
+            for action in tree.actions[first:end]:
+                checks.first_pass_action(action)
+        if len(spans) > 1:
+            raise ValidationException(
+                f'Invalid {kind}: The "{clause}" section can only be used once in an update '
+                "expression;"
+            )
+    # The rest (arity, document paths, depth) comes after the paths' overlap check, which
+    # needs the names: see check_update_action, called by bind.
     return tree
 
 
 def _parse_projection_uncached(text: str) -> Projection:
     kind = "ProjectionExpression"
-    parser = _Parser(text, kind, frozenset())
+    parser = _Parser(text, kind)
     tree = parser.run(parser.projection_expression)
-    checker = _Checker(kind, parser.problems)
+    checks = _Checks(kind)
     for path in tree.paths:
-        checker.path(path)
-    checker.raise_first()
+        checks.first_pass_path(path)
+    for path in tree.paths:
+        checks.depth(path)
     return tree
+
+
+def check_update_action(action: UpdateAction, kind: str = "UpdateExpression") -> None:
+    """The text-only checks DynamoDB applies to an update's actions after it has checked
+    their paths for overlaps: function arity, operands that must be document paths, and
+    path depth. :func:`engine.expressions.placeholders.bind` calls this for each action
+    (last to first, as DynamoDB does)."""
+    checks = _Checks(kind)
+    checks.depth(action.path)
+    if isinstance(action, SetAction):
+        checks.second_pass_operand(action.value, in_update=True)
 
 
 # --- the recursive-descent parser ------------------------------------------------------
@@ -211,21 +240,26 @@ class _SyntaxError(Exception):
         self.index = index
 
 
+class _RedundantParentheses(Exception):
+    """Internal: ``((x))`` was read. DynamoDB reports it as soon as it reads the outer
+    pair, before any later syntax error, so it is not caught by backtracking."""
+
+
 class _Parser:
-    """One parse of one text. Only syntax is decided here; everything else is recorded in
-    ``problems`` or checked on the finished tree by :class:`_Checker`, so an alternative
+    """One parse of one text. Only syntax (and redundant parentheses) is decided here;
+    everything else is checked on the finished tree by :class:`_Checks`, so an alternative
     abandoned by backtracking leaves nothing behind."""
 
-    def __init__(self, text: str, kind: str, keywords: frozenset[str]) -> None:
+    def __init__(self, text: str, kind: str) -> None:
         self.text = text
         self.kind = kind
-        self.keywords = keywords  # words that cannot name an attribute in this kind
         self.tokens = tokenize(text)
         self.pos = 0
         self.depth = 0
-        self.problems: list[tuple[int, str]] = []
         self.operators = 0  # operators and functions so far (MAX_OPERATORS)
         self.matching = _matching_parentheses(self.tokens)
+        #: An update's clauses as written: (keyword, first action index, end index).
+        self.clauses: list[tuple[str, int, int]] = []
 
     # -- plumbing
 
@@ -237,6 +271,10 @@ class _Parser:
         except _SyntaxError as stop:
             raise ValidationException(
                 syntax_error_message(self.kind, self.text, self.tokens, stop.index)
+            ) from None
+        except _RedundantParentheses:
+            raise ValidationException(
+                f"Invalid {self.kind}: The expression has redundant parentheses;"
             ) from None
         if self.operators > MAX_OPERATORS:
             # Checked before anything walks the tree: the limit is also what keeps every
@@ -282,10 +320,11 @@ class _Parser:
         """``((x))``: DynamoDB refuses a parenthesis pair directly around another."""
         inner = open_index + 1
         if self.tokens[inner].is_punct("(") and self.matching.get(inner) == close_index - 1:
-            self.problems.append((_P_PARENS, "The expression has redundant parentheses;"))
+            raise _RedundantParentheses()
 
-    def is_attribute_word(self, token: Token) -> bool:
-        return token.kind == "name" and token.text.upper() not in self.keywords
+    @staticmethod
+    def is_attribute_word(token: Token) -> bool:
+        return token.kind == "name" and token.text.upper() not in KEYWORDS
 
     # -- paths and operands
 
@@ -381,9 +420,7 @@ class _Parser:
         # "(" opens either a parenthesized condition or a parenthesized operand, as in
         # "(a) = :v" or "(size(a)) > :n": try the condition first, then the operand; if both
         # fail, report the one that got further.
-        start, depth, problems, operators = (
-            self.pos, self.depth, len(self.problems), self.operators
-        )
+        start, depth, operators = self.pos, self.depth, self.operators
         try:
             self.enter()
             open_index = self.pos
@@ -398,7 +435,6 @@ class _Parser:
         except _SyntaxError as stop:
             first_failure = stop.index
         self.pos, self.depth, self.operators = start, depth, operators
-        del self.problems[problems:]
         try:
             return self.simple_condition()
         except _SyntaxError as stop:
@@ -440,23 +476,18 @@ class _Parser:
 
     def update_expression(self) -> Update:
         actions: list[UpdateAction] = []
-        seen: set[str] = set()
         while True:
             token = self.peek()
             clause = token.text.upper() if token.kind == "name" else ""
             if clause not in _UPDATE_CLAUSES:
                 raise self.fail()
-            if clause in seen:
-                self.problems.append((
-                    _P_SECTION,
-                    f'The "{clause}" section can only be used once in an update expression;',
-                ))
-            seen.add(clause)
             self.advance()
+            first = len(actions)
             actions.append(self.update_action(clause))
             while self.peek().is_punct(","):
                 self.advance()
                 actions.append(self.update_action(clause))
+            self.clauses.append((clause, first, len(actions)))
             if self.peek().kind == "eof":
                 return Update(tuple(actions))
 
@@ -481,9 +512,7 @@ class _Parser:
         """``operand``, ``operand + operand`` or ``operand - operand``, the whole possibly
         in parentheses."""
         if self.peek().is_punct("("):
-            start, depth, problems, operators = (
-                self.pos, self.depth, len(self.problems), self.operators
-            )
+            start, depth, operators = self.pos, self.depth, self.operators
             try:
                 self.enter()
                 open_index = self.pos
@@ -499,7 +528,6 @@ class _Parser:
             except _SyntaxError as stop:
                 first_failure = stop.index
             self.pos, self.depth, self.operators = start, depth, operators
-            del self.problems[problems:]
             try:
                 return self.set_arithmetic()
             except _SyntaxError as stop:
@@ -539,150 +567,155 @@ def _matching_parentheses(tokens: list[Token]) -> dict[int, int]:
 # --- checks on the finished (unbound) tree ---------------------------------------------
 
 
-class _Checker:
-    """Walks a parsed tree collecting what DynamoDB refuses besides syntax; raises the
-    first of the highest rank (see the ``_P_*`` ranks)."""
+class _Checks:
+    """What DynamoDB refuses in a syntactically valid expression, in its order.
 
-    def __init__(self, kind: str, problems: list[tuple[int, str]]) -> None:
+    The first pass walks the tree in the order it is written and stops at the first
+    reserved word, out-of-range list index, unknown function, or function in the wrong
+    place (and, in conditions, with the wrong number of operands). The second pass (for
+    updates, after the paths' overlap check) covers arity, operands that must be document
+    paths, path depth and the size of IN lists.
+    """
+
+    def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.problems = list(problems)
 
-    def add(self, rank: int, message: str) -> None:
-        self.problems.append((rank, message))
+    def fail(self, message: str) -> ValidationException:
+        return ValidationException(f"Invalid {self.kind}: {message}")
 
-    def raise_first(self) -> None:
-        if self.problems:
-            rank, message = min(self.problems, key=lambda problem: problem[0])
-            raise ValidationException(f"Invalid {self.kind}: {message}")
+    # -- first pass
 
-    def path(self, path: Path) -> None:
+    def first_pass_path(self, path: Path) -> None:
         for element in path.elements:
-            if isinstance(element, str) and not element.startswith("#") and is_reserved(
-                element
-            ):
-                self.add(
-                    _P_RESERVED,
-                    f"Attribute name is a reserved keyword; reserved keyword: {element}",
+            if isinstance(element, int):
+                if element > MAX_LIST_INDEX:
+                    raise self.fail(
+                        f"List index is not within the allowable range; index: [{element}]"
+                    )
+            elif not element.startswith("#") and is_reserved(element):
+                raise self.fail(
+                    f"Attribute name is a reserved keyword; reserved keyword: {element}"
                 )
-        if len(path.elements) > MAX_PATH_DEPTH:
-            self.add(
-                _P_DEPTH,
-                "The document path has too many nesting levels; "
-                f"nesting levels: {len(path.elements)}",
-            )
 
-    def arguments(self, call: Call, operand_check) -> None:
-        """Arity, a path where one is required, then each argument."""
-        expected = _ARITY[call.name]
-        if len(call.args) != expected:
-            self.add(
-                _P_ARITY,
-                "Incorrect number of operands for operator or function; operator or "
-                f"function: {call.name}, number of operands: {len(call.args)}",
-            )
-        if call.name in _PATH_FIRST and not isinstance(call.args[0], Path):
-            self.add(
-                _P_PATH_REQUIRED,
-                "Operator or function requires a document path; operator or function: "
-                f"{call.name}",
-            )
-        for arg in call.args:
-            operand_check(arg)
-
-    # -- conditions
-
-    def condition(self, node: Condition) -> None:
-        if isinstance(node, (And, Or)):
-            self.condition(node.left)
-            self.condition(node.right)
-        elif isinstance(node, Not):
-            self.condition(node.operand)
-        elif isinstance(node, Compare):
-            self.condition_operand(node.left)
-            self.condition_operand(node.right)
-        elif isinstance(node, Between):
-            for operand in (node.operand, node.low, node.high):
-                self.condition_operand(operand)
-        elif isinstance(node, In):
-            self.condition_operand(node.operand)
-            for option in node.options:
-                self.condition_operand(option)
-            if len(node.options) > MAX_IN_OPERANDS:
-                self.add(
-                    _P_IN,
-                    "The IN operator is provided with too many operands; "
-                    f"number of operands: {len(node.options)}",
-                )
+    def first_pass_condition(self, node: Condition | Operand, as_condition: bool) -> None:
+        """``as_condition``: whether ``node`` stands where a condition is expected (a call
+        there must be a condition function, elsewhere it must not)."""
+        if isinstance(node, Path):
+            self.first_pass_path(node)
         elif isinstance(node, Call):
-            if node.name in CONDITION_FUNCTIONS:
-                self.arguments(node, self.condition_operand)
-            elif node.name == "size":
-                self.misused(node)
-                self.arguments(node, self.condition_operand)
-            else:
-                self.not_a_condition_function(node)
-        else:  # pragma: no cover - the parser builds nothing else
-            raise TypeError(f"not a condition node: {node!r}")
+            if node.name not in _ARITY:
+                raise self.unknown(node)
+            if node.name in _UPDATE_FUNCTIONS:
+                raise self.fail(
+                    "The function is not allowed in a condition expression; "
+                    f"function: {node.name}"
+                )
+            if as_condition != (node.name in CONDITION_FUNCTIONS):
+                raise self.misused(node)
+            self.arity(node)
+            for arg in node.args:
+                self.first_pass_condition(arg, as_condition=False)
+        elif isinstance(node, (And, Or)):
+            self.first_pass_condition(node.left, as_condition=True)
+            self.first_pass_condition(node.right, as_condition=True)
+        elif isinstance(node, Not):
+            self.first_pass_condition(node.operand, as_condition=True)
+        elif isinstance(node, (Compare, Between, In)):
+            for child in _operands_of(node):
+                self.first_pass_condition(child, as_condition=False)
 
-    def condition_operand(self, operand: Operand) -> None:
+    def first_pass_action(self, action: UpdateAction) -> None:
+        self.first_pass_path(action.path)
+        if isinstance(action, SetAction):
+            self.first_pass_set_operand(action.value, nested=False)
+
+    def first_pass_set_operand(self, operand: Operand, nested: bool) -> None:
         if isinstance(operand, Path):
-            self.path(operand)
+            self.first_pass_path(operand)
+        elif isinstance(operand, Arithmetic):
+            self.first_pass_set_operand(operand.left, nested=True)
+            self.first_pass_set_operand(operand.right, nested=True)
         elif isinstance(operand, Call):
-            if operand.name == "size":
-                self.arguments(operand, self.condition_operand)
-            elif operand.name in CONDITION_FUNCTIONS:
-                self.misused(operand)
-                self.arguments(operand, self.condition_operand)
-            else:
-                self.not_a_condition_function(operand)
+            if operand.name not in _ARITY:
+                raise self.unknown(operand)
+            if operand.name not in _UPDATE_FUNCTIONS:
+                raise self.fail(
+                    "The function is not allowed in an update expression; "
+                    f"function: {operand.name}"
+                )
+            # list_append(if_not_exists(a, :empty), :v) is DynamoDB's documented idiom;
+            # list_append inside another function or an arithmetic is not allowed.
+            if operand.name == "list_append" and nested:
+                raise self.misused(operand)
+            for arg in operand.args:
+                self.first_pass_set_operand(arg, nested=True)
 
-    def not_a_condition_function(self, call: Call) -> None:
-        if call.name in _UPDATE_FUNCTIONS:
-            self.add(
-                _P_FUNCTION_KIND,
-                f"The function is not allowed in a condition expression; function: {call.name}",
-            )
-            for arg in call.args:
-                self.condition_operand(arg)
-        else:
-            self.unknown(call)
+    def unknown(self, call: Call) -> ValidationException:
+        return self.fail(f"Invalid function name; function: {call.name}")
 
-    def unknown(self, call: Call) -> None:
-        self.add(_P_UNKNOWN_FUNCTION, f"Invalid function name; function: {call.name}")
-
-    def misused(self, call: Call) -> None:
-        self.add(
-            _P_MISUSED,
+    def misused(self, call: Call) -> ValidationException:
+        return self.fail(
             "The function is not allowed to be used this way in an expression; "
-            f"function: {call.name}",
+            f"function: {call.name}"
         )
 
-    # -- updates
+    def arity(self, call: Call) -> None:
+        if len(call.args) != _ARITY[call.name]:
+            raise self.fail(
+                "Incorrect number of operands for operator or function; operator or "
+                f"function: {call.name}, number of operands: {len(call.args)}"
+            )
 
-    def update(self, tree: Update) -> None:
-        for action in tree.actions:
-            self.path(action.path)
-            if isinstance(action, SetAction):
-                self.set_operand(action.value, nested=False)
+    # -- second pass
 
-    def set_operand(self, operand: Operand, nested: bool) -> None:
-        if isinstance(operand, Path):
-            self.path(operand)
-        elif isinstance(operand, Arithmetic):
-            self.set_operand(operand.left, nested=True)
-            self.set_operand(operand.right, nested=True)
-        elif isinstance(operand, Call):
-            if operand.name in _UPDATE_FUNCTIONS:
-                # list_append(if_not_exists(a, :empty), :v) is DynamoDB's documented idiom;
-                # list_append inside another function or an arithmetic is not allowed.
-                if operand.name == "list_append" and nested:
-                    self.misused(operand)
-                self.arguments(operand, lambda arg: self.set_operand(arg, nested=True))
-            elif operand.name in CONDITION_FUNCTIONS or operand.name == "size":
-                self.add(
-                    _P_FUNCTION_KIND,
-                    "The function is not allowed in an update expression; "
-                    f"function: {operand.name}",
+    def depth(self, path: Path) -> None:
+        if len(path.elements) > MAX_PATH_DEPTH:
+            raise self.fail(
+                "The document path has too many nesting levels; "
+                f"nesting levels: {len(path.elements)}"
+            )
+
+    def second_pass_condition(self, node: Condition) -> None:
+        if isinstance(node, (And, Or)):
+            self.second_pass_condition(node.left)
+            self.second_pass_condition(node.right)
+        elif isinstance(node, Not):
+            self.second_pass_condition(node.operand)
+        elif isinstance(node, Call):
+            self.second_pass_operand(node, in_update=False)
+        else:
+            for child in _operands_of(node):
+                self.second_pass_operand(child, in_update=False)
+            if isinstance(node, In) and len(node.options) > MAX_IN_OPERANDS:
+                raise self.fail(
+                    "The IN operator is provided with too many operands; "
+                    f"number of operands: {len(node.options)}"
                 )
-            else:
-                self.unknown(operand)
+
+    def second_pass_operand(self, operand: Operand, in_update: bool) -> None:
+        if isinstance(operand, Path):
+            self.depth(operand)
+        elif isinstance(operand, Arithmetic):
+            self.second_pass_operand(operand.left, in_update)
+            self.second_pass_operand(operand.right, in_update)
+        elif isinstance(operand, Call):
+            if in_update:
+                self.arity(operand)
+            for arg in operand.args:
+                self.second_pass_operand(arg, in_update)
+            if operand.name in _PATH_FIRST and not isinstance(operand.args[0], Path):
+                raise self.fail(
+                    "Operator or function requires a document path; operator or function: "
+                    f"{operand.name}"
+                )
+
+
+def _operands_of(node: Condition) -> tuple[Operand, ...]:
+    """A comparison's, BETWEEN's or IN's operands in the order written."""
+    if isinstance(node, Compare):
+        return (node.left, node.right)
+    if isinstance(node, Between):
+        return (node.operand, node.low, node.high)
+    if isinstance(node, In):
+        return (node.operand, *node.options)
+    raise TypeError(f"not a comparison: {node!r}")  # pragma: no cover

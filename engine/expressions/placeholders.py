@@ -19,7 +19,6 @@ JSON (and reports malformed values) before building this object.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -60,6 +59,21 @@ _NAME_KEY = re.compile(r"#[A-Za-z0-9_]+\Z")
 _VALUE_KEY = re.compile(r":[A-Za-z0-9_]+\Z")
 
 
+#: Developer Guide, "Expression parameters": an expression attribute name or value
+#: placeholder is at most 255 bytes.
+MAX_PLACEHOLDER_BYTES = 255
+
+
+def _check_key_length(map_name: str, key: Any) -> None:
+    if isinstance(key, str):
+        size = len(key.encode("utf-8", "surrogatepass"))
+        if size > MAX_PLACEHOLDER_BYTES:
+            raise ValidationException(
+                f"{map_name} contains invalid key: The expression attribute map contains a "
+                f"key that is too long; size of key: {size}"
+            )
+
+
 class Placeholders:
     """``#name`` → attribute name and ``:value`` → value for one request.
 
@@ -78,6 +92,7 @@ class Placeholders:
             if not names:
                 raise ValidationException("ExpressionAttributeNames must not be empty")
             for key, name in names.items():
+                _check_key_length("ExpressionAttributeNames", key)
                 if not isinstance(key, str) or not _NAME_KEY.match(key):
                     raise ValidationException(
                         f'ExpressionAttributeNames contains invalid key: Syntax error; key: "{key}"'
@@ -93,6 +108,7 @@ class Placeholders:
             if not values:
                 raise ValidationException("ExpressionAttributeValues must not be empty")
             for key in values:
+                _check_key_length("ExpressionAttributeValues", key)
                 if not isinstance(key, str) or not _VALUE_KEY.match(key):
                     raise ValidationException(
                         f'ExpressionAttributeValues contains invalid key: Syntax error; key: "{key}"'
@@ -138,25 +154,45 @@ class Placeholders:
 
     def check_all_used(self) -> None:
         """Raise DynamoDB's error for placeholders no expression of the request used. Call
-        after every expression of the request has been bound. Names are checked first;
-        keys are listed in the order the request gave them."""
+        after every expression of the request has been bound. Names are checked first."""
         unused_names = [key for key in self._names if key not in self.used_names]
         if unused_names:
             raise ValidationException(
                 "Value provided in ExpressionAttributeNames unused in expressions: keys: {"
-                + ", ".join(unused_names)
+                + ", ".join(_java_set_order(unused_names, len(self._names)))
                 + "}"
             )
         unused_values = [key for key in self._values if key not in self.used_values]
         if unused_values:
             raise ValidationException(
                 "Value provided in ExpressionAttributeValues unused in expressions: keys: {"
-                + ", ".join(unused_values)
+                + ", ".join(_java_set_order(unused_values, len(self._values)))
                 + "}"
             )
 
     def __repr__(self) -> str:
         return f"Placeholders(names={self._names!r}, values={sorted(self._values)!r})"
+
+
+def _java_set_order(keys: list[str], total: int) -> list[str]:
+    """``keys`` in the order a Java ``HashSet`` built from ``total`` keys iterates them,
+    the order DynamoDB (a Java service) lists unused placeholders in: by bucket
+    (``String.hashCode`` spread as ``HashMap`` does, over a power-of-two table of at least
+    16 buckets and ``total / 0.75 + 1``), then in insertion order."""
+    capacity = 1
+    wanted = max(int(total / 0.75) + 1, 16)
+    while capacity < wanted:
+        capacity *= 2
+
+    def bucket(key: str) -> int:
+        code = 0
+        units = key.encode("utf-16-be", "surrogatepass")
+        for index in range(0, len(units), 2):
+            code = (31 * code + (units[index] << 8 | units[index + 1])) & 0xFFFFFFFF
+        return (code ^ (code >> 16)) & (capacity - 1)
+
+    order = sorted(range(len(keys)), key=lambda index: (bucket(keys[index]), index))
+    return [keys[index] for index in order]
 
 
 def bind(tree: Tree, placeholders: Placeholders, kind: str) -> Tree:
@@ -165,21 +201,23 @@ def bind(tree: Tree, placeholders: Placeholders, kind: str) -> Tree:
     marking the placeholders used in ``placeholders``.
 
     Raises DynamoDB's errors for an undefined placeholder, for two paths of an update or a
-    projection that overlap (``a`` and ``a.b``) or conflict (``a.b`` and ``a[1]``), and for
-    operand types refused before any item is read.
+    projection that overlap (``a`` and ``a.b``) or conflict (``a.b`` and ``a[1]``), for
+    operands that must differ (``a = a``), and for operand types refused before any item
+    is read. ``kind`` names the expression in errors.
+
+    An update is checked in DynamoDB's order: the names in its actions' paths, then the
+    paths' overlaps, then, from the last action back to the first, the remaining names,
+    each action's arity and operands, and its values with their types.
     """
     binder = _Binder(placeholders, kind)
     if isinstance(tree, Update):
-        bound_update = Update(tuple(binder.action(action) for action in tree.actions))
-        _check_paths([action.path for action in bound_update.actions], kind)
-        _check_update_types(bound_update, kind)
-        return bound_update
+        return _bind_update(tree, binder, kind)
     if isinstance(tree, Projection):
         bound_projection = Projection(tuple(binder.path(path) for path in tree.paths))
         _check_paths(list(bound_projection.paths), kind)
         return bound_projection
     bound = binder.condition(tree)
-    _check_condition_types(bound, kind)
+    _ConditionTypes(kind).condition(bound)
     return bound
 
 
@@ -190,16 +228,27 @@ def path_string(path: Path) -> str:
     ) + "]"
 
 
-
-# attribute_type's second operand: DynamoDB's type descriptors.
+# attribute_type's second operand: DynamoDB's type descriptors, and the lists it prints.
 _ATTRIBUTE_TYPES = ("S", "SS", "N", "NS", "B", "BS", "BOOL", "NULL", "L", "M")
+_VALID_TYPES_TEXT = "{N,BS,L,B,NULL,M,S,SS,NS,BOOL}"
+_ANY_TYPE_TEXT = (
+    "{SS,M,DECIMAL,DOUBLESET,HDS,N,B,DICT,INTSET,BOOL,HD,BS,INT,DECIMALSET,NULL,FLOAT,FS,S,"
+    "L,NS,DOUBLE}"
+)
+# How ADD / DELETE name a value's type in "Incorrect operand type ...; operator: ADD, ...".
+_LONG_TYPE_NAMES = {
+    "S": "STRING", "N": "NUMBER", "B": "BINARY", "NULL": "NULL", "BOOL": "BOOLEAN",
+    "L": "LIST", "M": "MAP", "SS": "STRING_SET", "NS": "NUMBER_SET", "BS": "BINARY_SET",
+}
+_ORDERED_TYPES = ("S", "N", "B")
+_SIZED_TYPES = ("S", "B", "SS", "NS", "BS", "L", "M")
 
 
 # --- binding ---------------------------------------------------------------------------
 
 
 class _Binder:
-    """Rebuilds a tree with placeholders resolved through one :class:`Placeholders`."""
+    """Rebuilds trees with placeholders resolved through one :class:`Placeholders`."""
 
     def __init__(self, placeholders: Placeholders, kind: str) -> None:
         self.placeholders = placeholders
@@ -215,15 +264,21 @@ class _Binder:
             for element in path.elements
         ))
 
-    def operand(self, operand: Operand) -> Operand:
+    def operand(self, operand: Operand, values: bool = True) -> Operand:
+        """``operand`` with its names resolved, and its values too unless ``values`` is
+        false (an update resolves all its names before any value)."""
         if isinstance(operand, Path):
             return self.path(operand)
         if isinstance(operand, ValueRef):
+            if not values:
+                return operand
             return Literal(self.placeholders.value(operand.name, self.kind))
         if isinstance(operand, Call):
-            return Call(operand.name, tuple(self.operand(arg) for arg in operand.args))
+            return Call(operand.name, tuple(self.operand(arg, values) for arg in operand.args))
         if isinstance(operand, Arithmetic):
-            return Arithmetic(operand.op, self.operand(operand.left), self.operand(operand.right))
+            return Arithmetic(
+                operand.op, self.operand(operand.left, values), self.operand(operand.right, values)
+            )
         return operand  # a Literal: already bound
 
     def condition(self, node: Condition) -> Condition:
@@ -245,16 +300,41 @@ class _Binder:
             return Call(node.name, tuple(self.operand(arg) for arg in node.args))
         raise TypeError(f"not a condition node: {node!r}")
 
-    def action(self, action: UpdateAction) -> UpdateAction:
-        path = self.path(action.path)
+
+def _bind_update(tree: Update, binder: _Binder, kind: str) -> Update:
+    # Imported here: the parser imports this module (to re-export bind).
+    from engine.expressions.parser import check_update_action
+
+    actions = tree.actions
+    paths = [binder.path(action.path) for action in actions]
+    _check_paths(paths, kind)
+    named: list[Operand | None] = [None] * len(actions)
+    for index in reversed(range(len(actions))):
+        action = actions[index]
+        if not isinstance(action, RemoveAction):
+            named[index] = binder.operand(action.value, values=False)
+    bound: list[UpdateAction] = [RemoveAction(path) for path in paths]
+    for index in reversed(range(len(actions))):
+        action = actions[index]
+        check_update_action(action, kind)
         if isinstance(action, RemoveAction):
-            return RemoveAction(path)
-        value = self.operand(action.value)
+            continue
+        value = binder.operand(named[index])
         if isinstance(action, SetAction):
-            return SetAction(path, value)
-        if isinstance(action, AddAction):
-            return AddAction(path, value)
-        return DeleteAction(path, value)
+            _check_set_operand_types(value, kind)
+            bound[index] = SetAction(paths[index], value)
+            continue
+        operator = "ADD" if isinstance(action, AddAction) else "DELETE"
+        operand_type = _type_of(value)
+        allowed = ("N", "SS", "NS", "BS") if operator == "ADD" else ("SS", "NS", "BS")
+        if operand_type is not None and operand_type not in allowed:
+            raise ValidationException(
+                f"Invalid {kind}: Incorrect operand type for operator or function; operator: "
+                f"{operator}, operand type: {_LONG_TYPE_NAMES[operand_type]}, typeSet: "
+                f"ALLOWED_FOR_{operator}_OPERAND"
+            )
+        bound[index] = (AddAction if operator == "ADD" else DeleteAction)(paths[index], value)
+    return Update(tuple(bound))
 
 
 # --- checks on bound trees -------------------------------------------------------------
@@ -290,55 +370,16 @@ def _check_paths(paths: list[Path], kind: str) -> None:
 
 
 def _type_of(operand: Operand) -> str | None:
-    """The DynamoDB type of a bound value operand; None for paths and functions."""
+    """The type an operand has whatever the item: a value's, N for ``size()``; None for a
+    path or anything whose type depends on the item."""
+    if isinstance(operand, Call) and operand.name == "size":
+        return "N"
     if not isinstance(operand, Literal):
         return None
     try:
         return value_type(operand.value)
-    except TypeError:
+    except TypeError:  # not an engine value: left to the evaluator to refuse
         return None
-
-
-def _check_condition_types(node: Condition, kind: str) -> None:
-    if isinstance(node, (And, Or)):
-        _check_condition_types(node.left, kind)
-        _check_condition_types(node.right, kind)
-    elif isinstance(node, Not):
-        _check_condition_types(node.operand, kind)
-    elif isinstance(node, Compare):
-        _check_distinct(node.op, node.left, node.right, kind)
-    elif isinstance(node, Between):
-        _check_between(node.low, node.high, kind)
-    elif isinstance(node, Call):
-        _check_function_types(node, kind)
-
-
-def _check_distinct(operator: str, first: Operand, second: Operand, kind: str) -> None:
-    if isinstance(first, Path) and first == second:
-        raise ValidationException(
-            f"Invalid {kind}: The first operand must be distinct from the remaining operands "
-            f"for this operator or function; operator: {operator}, first operand: "
-            f"{path_string(first)}"
-        )
-
-
-def _check_function_types(call: Call, kind: str) -> None:
-    if len(call.args) == 2:
-        _check_distinct(call.name, call.args[0], call.args[1], kind)
-    if call.name == "begins_with":
-        for arg in call.args:
-            operand_type = _type_of(arg)
-            if operand_type is not None and operand_type not in ("S", "B"):
-                raise _operand_type_error(kind, call.name, operand_type)
-    elif call.name == "attribute_type" and len(call.args) == 2:
-        operand_type = _type_of(call.args[1])
-        if operand_type is not None and operand_type != "S":
-            raise _operand_type_error(kind, call.name, operand_type)
-        if operand_type == "S" and call.args[1].value not in _ATTRIBUTE_TYPES:
-            raise ValidationException(
-                f"Invalid {kind}: Invalid attribute type name found; type: "
-                f"{call.args[1].value}, valid types: {{B,NULL,SS,BOOL,L,BS,N,NS,S,M}}"
-            )
 
 
 def _operand_type_error(kind: str, function: str, operand_type: str) -> ValidationException:
@@ -348,83 +389,139 @@ def _operand_type_error(kind: str, function: str, operand_type: str) -> Validati
     )
 
 
+class _ConditionTypes:
+    """The checks on a bound condition, in the order written: operands that must differ
+    and operand types DynamoDB refuses whatever the item."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def condition(self, node: Condition) -> None:
+        if isinstance(node, (And, Or)):
+            self.condition(node.left)
+            self.condition(node.right)
+        elif isinstance(node, Not):
+            self.condition(node.operand)
+        elif isinstance(node, Compare):
+            self.operands(node.left, node.right)
+            self.distinct(node.op, node.left, (node.right,))
+            if node.op not in ("=", "<>"):
+                self.ordered(node.op, (node.left, node.right))
+        elif isinstance(node, Between):
+            self.operands(node.operand, node.low, node.high)
+            self.distinct("BETWEEN", node.operand, (node.low, node.high))
+            self.ordered("BETWEEN", (node.operand, node.low, node.high))
+            self.bounds(node.low, node.high)
+        elif isinstance(node, In):
+            self.operands(node.operand, *node.options)
+            self.distinct("IN", node.operand, node.options)
+        elif isinstance(node, Call):
+            self.call(node)
+
+    def operands(self, *operands: Operand) -> None:
+        for operand in operands:
+            if isinstance(operand, Call):
+                self.call(operand)
+
+    def call(self, call: Call) -> None:
+        self.operands(*call.args)
+        if call.name not in ("size", "list_append") and len(call.args) > 1:
+            self.distinct(call.name, call.args[0], call.args[1:])
+        if call.name == "size":
+            operand_type = _type_of(call.args[0])
+            if operand_type is not None and operand_type not in _SIZED_TYPES:
+                raise _operand_type_error(self.kind, "size", operand_type)
+        elif call.name == "begins_with":
+            for arg in call.args:
+                operand_type = _type_of(arg)
+                if operand_type is not None and operand_type not in ("S", "B"):
+                    raise _operand_type_error(self.kind, call.name, operand_type)
+        elif call.name == "attribute_type" and len(call.args) == 2:
+            second = call.args[1]
+            if not isinstance(second, Literal):
+                shown = "N" if isinstance(second, Call) else _ANY_TYPE_TEXT
+                raise _operand_type_error(self.kind, call.name, shown)
+            operand_type = _type_of(second)
+            if operand_type != "S":
+                raise _operand_type_error(self.kind, call.name, str(operand_type))
+            if second.value not in _ATTRIBUTE_TYPES:
+                raise ValidationException(
+                    f"Invalid {self.kind}: Invalid attribute type name found; type: "
+                    f"{second.value}, valid types: {_VALID_TYPES_TEXT}"
+                )
+
+    def distinct(self, operator: str, first: Operand, rest: tuple[Operand, ...]) -> None:
+        if isinstance(first, Path) and first in rest:
+            raise ValidationException(
+                f"Invalid {self.kind}: The first operand must be distinct from the remaining "
+                f"operands for this operator or function; operator: {operator}, first "
+                f"operand: {path_string(first)}"
+            )
+
+    def ordered(self, operator: str, operands: tuple[Operand, ...]) -> None:
+        """``<``, ``<=``, ``>``, ``>=`` and BETWEEN compare strings, numbers and binaries."""
+        for operand in operands:
+            operand_type = _type_of(operand)
+            if operand_type is not None and operand_type not in _ORDERED_TYPES:
+                raise _operand_type_error(self.kind, operator, operand_type)
+
+    def bounds(self, low: Operand, high: Operand) -> None:
+        if not (isinstance(low, Literal) and isinstance(high, Literal)):
+            return
+        low_type, high_type = _type_of(low), _type_of(high)
+        if low_type is None or high_type is None:
+            return
+        shown = (
+            f"lower bound operand: {_attribute_value_text(low.value, low_type)}, "
+            f"upper bound operand: {_attribute_value_text(high.value, high_type)}"
+        )
+        if low_type != high_type:
+            raise ValidationException(
+                f"Invalid {self.kind}: The BETWEEN operator requires same data type for lower "
+                f"and upper bounds; {shown}"
+            )
+        if _sort_key(low.value, low_type) > _sort_key(high.value, high_type):
+            raise ValidationException(
+                f"Invalid {self.kind}: The BETWEEN operator requires upper bound to be "
+                f"greater than or equal to lower bound; {shown}"
+            )
+
+
+def _sort_key(value: Any, value_kind: str) -> Any:
+    """DynamoDB's order: numbers by value, strings by their UTF-8 bytes (the same order as
+    Python's code points), binaries bytewise."""
+    if value_kind == "N":
+        return Decimal(value)
+    if value_kind == "B":
+        return bytes(value)
+    return value
+
+
 def _attribute_value_text(value: Any, value_kind: str) -> str:
-    """A value as DynamoDB prints it in BETWEEN errors: ``AttributeValue: {N:1}``."""
+    """A value as DynamoDB (a Java service) prints it in BETWEEN errors."""
     if value_kind == "N":
         shown = format_number(value)
     elif value_kind == "B":
-        shown = base64.b64encode(bytes(value)).decode("ascii")
+        length = len(bytes(value))
+        shown = f"java.nio.HeapByteBuffer[pos=0 lim={length} cap={length}]"
     else:
         shown = str(value)
     return f"AttributeValue: {{{value_kind}:{shown}}}"
 
 
-def _check_between(low: Operand, high: Operand, kind: str) -> None:
-    low_type, high_type = _type_of(low), _type_of(high)
-    if low_type is None or high_type is None:
-        return
-    assert isinstance(low, Literal) and isinstance(high, Literal)
-    bounds = (
-        f"lower bound operand: {_attribute_value_text(low.value, low_type)}, "
-        f"upper bound operand: {_attribute_value_text(high.value, high_type)}"
-    )
-    if low_type != high_type:
-        raise ValidationException(
-            f"Invalid {kind}: The BETWEEN operator requires same data type for lower and "
-            f"upper bounds; {bounds}"
-        )
-    if low_type in ("S", "N", "B"):
-        low_value, high_value = low.value, high.value
-        if low_type == "N":
-            low_value, high_value = Decimal(low_value), Decimal(high_value)
-        elif low_type == "B":
-            low_value, high_value = bytes(low_value), bytes(high_value)
-        if low_value > high_value:
-            raise ValidationException(
-                f"Invalid {kind}: The BETWEEN operator requires upper bound to be greater "
-                f"than or equal to lower bound; {bounds}"
-            )
-
-
-# How ADD / DELETE name a value's type in "Incorrect operand type ...; operator: ADD, ...".
-_UPDATE_TYPE_NAMES = {
-    "S": "STRING", "N": "NUMBER", "B": "BINARY", "NULL": "NULL", "BOOL": "BOOLEAN",
-    "L": "LIST", "M": "MAP",
-}
-
-
-def _check_update_types(tree: Update, kind: str) -> None:
-    """``ADD`` takes a number or a set, ``DELETE`` a set; ``+``/``-`` take numbers and
-    ``list_append`` lists. Values of another type are refused up front."""
-    for action in tree.actions:
-        if isinstance(action, (AddAction, DeleteAction)):
-            operand_type = _type_of(action.value)
-            operator = "ADD" if isinstance(action, AddAction) else "DELETE"
-            allowed = operand_type in (None, "SS", "NS", "BS") or (
-                operator == "ADD" and operand_type == "N"
-            )
-            if not allowed:
-                raise ValidationException(
-                    f"Invalid {kind}: Incorrect operand type for operator or function; "
-                    f"operator: {operator}, operand type: {_UPDATE_TYPE_NAMES[operand_type]}"
-                )
-    for action in tree.actions:
-        if isinstance(action, SetAction):
-            _check_set_operand_types(action.value, kind)
-
-
 def _check_set_operand_types(operand: Operand, kind: str) -> None:
+    """``+``/``-`` take numbers and ``list_append`` lists."""
     if isinstance(operand, Arithmetic):
         for side in (operand.left, operand.right):
+            _check_set_operand_types(side, kind)
             operand_type = _type_of(side)
             if operand_type is not None and operand_type != "N":
                 raise _operand_type_error(kind, operand.op, operand_type)
-            _check_set_operand_types(side, kind)
     elif isinstance(operand, Call):
+        for arg in operand.args:
+            _check_set_operand_types(arg, kind)
         if operand.name == "list_append":
             for arg in operand.args:
                 operand_type = _type_of(arg)
                 if operand_type is not None and operand_type != "L":
                     raise _operand_type_error(kind, operand.name, operand_type)
-        for arg in operand.args:
-            _check_set_operand_types(arg, kind)

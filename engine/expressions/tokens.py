@@ -5,6 +5,9 @@ the parser reports it like any other unexpected token, with DynamoDB's wording::
 
     Invalid ConditionExpression: Syntax error; token: "+", near: "a+:delta"
 
+Names start with a letter (``_a`` and ``1a`` need a ``#placeholder``); a list index is
+``0`` or a number without leading zeros.
+
 ``near`` is the source text from the token before the offending one to the token after it
 (as DynamoDB prints it: ``a+:delta<b`` gives ``near: "a+:delta"``, ``attribute_type()``
 gives ``token: ")", near: "()"``, and an expression that stops early gives
@@ -27,8 +30,8 @@ _TOKEN_RE = re.compile(
     (?P<space>[ \t\r\n]+)
   | (?P<hashname>\#[A-Za-z0-9_]+)
   | (?P<value>:[A-Za-z0-9_]+)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<number>[0-9]+)
+  | (?P<name>[A-Za-z][A-Za-z0-9_]*)
+  | (?P<number>0|[1-9][0-9]*)
   | (?P<op><>|<=|>=|=|<|>|\+|-)
   | (?P<punct>[(),.\[\]])
     """,
