@@ -10,8 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import ValidationException
-from engine.expressions import Placeholders, bind, key_condition, parse_condition
-from engine.expressions.keycondition import KeyTerm, key_terms
+from engine.expressions import (
+    Placeholders,
+    bind,
+    key_condition,
+    parse_condition,
+    parse_projection,
+    parse_update,
+)
+from engine.expressions.keycondition import (
+    KeyTerm,
+    check_filter_keys,
+    check_key_paths,
+    key_terms,
+    paths_of,
+)
 
 KIND = "KeyConditionExpression"
 STRING_SORT = (("pk", "S"), ("sk", "S"))
@@ -246,6 +259,44 @@ def test_two_placeholders_naming_one_key():
 def test_key_condition_needs_a_bound_tree():
     with pytest.raises(ValueError):
         key_condition(parse_condition("pk = :p", KIND), ("pk", "S"), None)
+
+
+# --- other expressions of a Query and the key attributes ------------------------------------
+
+
+def test_a_query_filter_may_not_use_key_attributes():
+    placeholders = Placeholders({"#k": "sk"}, {":v": 1})
+    bound = bind(parse_condition("a = :v OR size(#k) > :v", "FilterExpression"), placeholders,
+                 "FilterExpression")
+    assert error_of(check_filter_keys, bound, ["pk", "sk"]) == (
+        "Filter Expression can only contain non-primary key attributes: Primary key "
+        "attribute: sk"
+    )
+    check_filter_keys(bound, ["pk"])
+
+
+def test_no_expression_may_look_inside_a_key_attribute():
+    names = {"#p": "pk"}
+    cases = [
+        (parse_projection("a, #p.x"), "ProjectionExpression"),
+        (parse_condition("attribute_exists(#p[0])"), "ConditionExpression"),
+        (parse_update("SET a = #p.b"), "UpdateExpression"),
+    ]
+    for tree, kind in cases:
+        bound = bind(tree, Placeholders(names), kind)
+        assert error_of(check_key_paths, bound, ["pk", "sk"]) == (
+            "Key attributes must be scalars; list random access '[]' and map lookup '.' are "
+            "not allowed: Key: pk"
+        )
+    check_key_paths(bind(parse_projection("pk, a.b"), Placeholders(), "ProjectionExpression"),
+                    ["pk"])
+
+
+def test_paths_of_every_tree_in_written_order():
+    update = parse_update("SET a = b + c, d = list_append(e, :v) REMOVE f ADD g :w")
+    assert [p.elements[0] for p in paths_of(update)] == ["a", "b", "c", "d", "e", "f", "g"]
+    condition = parse_condition("NOT a IN (b, :v) AND c BETWEEN d AND e OR begins_with(f, g)")
+    assert [p.elements[0] for p in paths_of(condition)] == list("abcdefg")
 
 
 # --- generated: every valid shape gives back its parts --------------------------------------

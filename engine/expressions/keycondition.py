@@ -13,26 +13,40 @@ key schema is known. Error texts are DynamoDB's.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from engine.attrvalue import value_type
 from engine.errors import ValidationException
 from engine.expressions.ast import (
+    AddAction,
     And,
+    Arithmetic,
     Between,
     Call,
     Compare,
     Condition,
+    DeleteAction,
     In,
     Literal,
     Not,
     Operand,
     Or,
     Path,
+    Projection,
+    SetAction,
+    Update,
 )
 
-__all__ = ["KeyTerm", "key_terms", "key_condition"]
+__all__ = [
+    "KeyTerm",
+    "key_terms",
+    "key_condition",
+    "check_filter_keys",
+    "check_key_paths",
+    "paths_of",
+]
 
 _KIND = "KeyConditionExpression"
 # "sk < :v" written as ":v > sk": the operator seen from the key's side.
@@ -181,3 +195,63 @@ def key_condition(
         return partition_value, None
     values = tuple(operand.value for operand in sort_term.values)
     return partition_value, (sort_term.op, *values)
+
+
+def paths_of(tree: Condition | Update | Projection | Operand) -> Iterator[Path]:
+    """Every document path of a tree, in the order written (an update's targets too)."""
+    if isinstance(tree, Path):
+        yield tree
+    elif isinstance(tree, Projection):
+        yield from tree.paths
+    elif isinstance(tree, Update):
+        for action in tree.actions:
+            yield action.path
+            if isinstance(action, (SetAction, AddAction, DeleteAction)):
+                yield from paths_of(action.value)
+    elif isinstance(tree, (And, Or)):
+        yield from paths_of(tree.left)
+        yield from paths_of(tree.right)
+    elif isinstance(tree, Not):
+        yield from paths_of(tree.operand)
+    elif isinstance(tree, Compare):
+        yield from paths_of(tree.left)
+        yield from paths_of(tree.right)
+    elif isinstance(tree, Between):
+        for operand in (tree.operand, tree.low, tree.high):
+            yield from paths_of(operand)
+    elif isinstance(tree, In):
+        yield from paths_of(tree.operand)
+        for option in tree.options:
+            yield from paths_of(option)
+    elif isinstance(tree, Call):
+        for arg in tree.args:
+            yield from paths_of(arg)
+    elif isinstance(tree, Arithmetic):
+        yield from paths_of(tree.left)
+        yield from paths_of(tree.right)
+
+
+def check_filter_keys(bound_filter: Condition, key_names: Iterable[str]) -> None:
+    """A Query's FilterExpression may not use the key attributes of the table or index
+    queried (the key condition does that): DynamoDB's "Filter Expression can only contain
+    non-primary key attributes: Primary key attribute: <name>"."""
+    keys = set(key_names)
+    for path in paths_of(bound_filter):
+        if path.elements[0] in keys:
+            raise ValidationException(
+                "Filter Expression can only contain non-primary key attributes: Primary key "
+                f"attribute: {path.elements[0]}"
+            )
+
+
+def check_key_paths(bound: Condition | Update | Projection, key_names: Iterable[str]) -> None:
+    """Key attributes hold scalars, so no expression may look inside one (``pk.a``,
+    ``sk[0]``): DynamoDB's "Key attributes must be scalars; list random access '[]' and map
+    lookup '.' are not allowed: Key: <name>"."""
+    keys = set(key_names)
+    for path in paths_of(bound):
+        if len(path.elements) > 1 and path.elements[0] in keys:
+            raise ValidationException(
+                "Key attributes must be scalars; list random access '[]' and map lookup '.' "
+                f"are not allowed: Key: {path.elements[0]}"
+            )

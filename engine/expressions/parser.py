@@ -3,15 +3,21 @@
 Two stages (the contract is in :mod:`engine.expressions.ast`):
 
 - :func:`parse_condition`, :func:`parse_update`, :func:`parse_projection` turn text into an
-  *unbound* tree and apply every check that depends on the text alone: syntax, reserved
-  words, function names and arity, where each function may appear, redundant parentheses,
-  the 4 KB size limit, the path depth limit, and for a KeyConditionExpression its shape.
-  Results are cached by ``(kind, text)`` (:mod:`engine.expressions.cache`).
+  *unbound* tree and apply the checks that depend on the text alone: syntax, redundant
+  parentheses, reserved words, list index range, function names and where each function
+  may appear, the 4 KB and 300-operator limits, and for conditions and projections arity,
+  document-path operands, path depth and IN's 100 operands; for a KeyConditionExpression
+  also its shape. Results are cached by ``(kind, text)`` (:mod:`engine.expressions.cache`).
 - :func:`bind` (defined in :mod:`engine.expressions.placeholders`, re-exported here)
   resolves ``#names`` and ``:values`` for one request and applies the checks that need
-  them: undefined placeholders, overlapping and conflicting document paths in an
-  UpdateExpression or ProjectionExpression, and the operand types DynamoDB rejects before
+  them: undefined placeholders, overlapping and conflicting paths of an update or
+  projection, operands that must differ, and the operand types DynamoDB rejects before
   reading any item (``ADD a :s`` with a string, ``BETWEEN`` bounds out of order, ...).
+  An update's arity, document-path operands and path depth are checked there too
+  (:func:`check_update_action`), because DynamoDB checks them after the overlaps.
+
+Checks run in DynamoDB's order and the first problem is reported: syntax first (the
+token where reading stopped), then a walk of the tree in the order it is written.
 
 Grammar and precedence follow the Developer Guide's "Condition and filter expressions,
 operators, and functions" (``NOT`` binds tighter than ``AND``, ``AND`` tighter than ``OR``;
