@@ -7,6 +7,7 @@ expressions", "Reserved words") and the messages DynamoDB returns.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -26,11 +27,14 @@ from engine.expressions import (
     Not,
     Or,
     Path,
+    Placeholders,
     Projection,
     RemoveAction,
     SetAction,
     Update,
     ValueRef,
+    bind,
+    key_condition,
     parse_cache_info,
     parse_condition,
     parse_projection,
@@ -766,17 +770,45 @@ _garbage = st.one_of(
 )
 
 
+_any_values = st.one_of(
+    st.text(max_size=3), st.integers(-3, 3), st.booleans(), st.none(), st.binary(max_size=2),
+    st.lists(st.integers(0, 2), max_size=2), st.sets(st.integers(0, 2), min_size=1, max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(0, 2), max_size=2),
+)
+
+
 @settings(max_examples=200)
-@given(_garbage)
-def test_garbage_only_raises_validation_errors(text):
-    for parse in (
-        lambda t: parse_condition(t),
-        lambda t: parse_condition(t, "FilterExpression"),
-        lambda t: parse_condition(t, "KeyConditionExpression"),
-        parse_update,
-        parse_projection,
-    ):
+@given(_garbage, st.data())
+def test_garbage_only_raises_validation_errors(text, data):
+    """Whatever the text, parsing, binding (with every placeholder it names defined) and
+    checking a key condition either succeed or raise ValidationException."""
+    names = {token: "n" for token in re.findall(r"#[A-Za-z0-9_]+", text)}
+    values = {token: data.draw(_any_values) for token in re.findall(r":[A-Za-z0-9_]+", text)}
+    for kind in ("ConditionExpression", "FilterExpression", "KeyConditionExpression",
+                 "UpdateExpression", "ProjectionExpression"):
         try:
-            parse(text)
+            if kind == "UpdateExpression":
+                tree = parse_update(text)
+            elif kind == "ProjectionExpression":
+                tree = parse_projection(text)
+            else:
+                tree = parse_condition(text, kind)
+            bound = bind(tree, Placeholders(names or None, values or None), kind)
+            if kind == "KeyConditionExpression":
+                key_condition(bound, ("pk", "S"), ("sk", "N"))
         except ValidationException as err:
             assert err.message
+
+
+def test_public_api_is_pinned():
+    import engine.expressions as package
+
+    assert {
+        "parse_condition", "parse_update", "parse_projection", "parse_cache_info",
+        "Placeholders", "bind", "key_condition", "check_filter_keys", "check_key_paths",
+        "Path", "ValueRef", "Literal", "Call", "Arithmetic", "Compare", "Between", "In",
+        "And", "Or", "Not", "SetAction", "RemoveAction", "AddAction", "DeleteAction",
+        "Update", "Projection",
+    } <= set(package.__all__)
+    for name in package.__all__:
+        assert getattr(package, name) is not None

@@ -5,7 +5,8 @@
 - :class:`Placeholders` and :func:`bind`: one request's ExpressionAttributeNames / Values
   resolved into the tree, unused ones reported by :meth:`Placeholders.check_all_used`.
 - :func:`key_condition`: a bound KeyConditionExpression checked against a key schema,
-  as ``(partition_value, sort_condition)``.
+  as ``(partition_value, sort_condition)``; :func:`check_filter_keys` and
+  :func:`check_key_paths`: a Query's other expressions against the key attributes.
 - :func:`evaluate`, :func:`apply_update`, :func:`project`: bound trees applied to items.
 """
 
@@ -31,7 +32,7 @@ from engine.expressions.ast import (
     ValueRef,
 )
 from engine.expressions.cache import parse_cache_info
-from engine.expressions.keycondition import key_condition
+from engine.expressions.keycondition import check_filter_keys, check_key_paths, key_condition
 from engine.expressions.parser import bind, parse_condition, parse_projection, parse_update
 from engine.expressions.placeholders import Placeholders
 
@@ -44,6 +45,8 @@ __all__ = [
     "Placeholders",
     "bind",
     "key_condition",
+    "check_filter_keys",
+    "check_key_paths",
     # the tree
     "Path",
     "ValueRef",
