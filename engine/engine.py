@@ -32,6 +32,10 @@ from .errors import (
     TableInUseException,
     ValidationException,
 )
+from .indexes.definitions import parse_all
+from .indexes.gsi_store import DEFAULT_GSI_PARTITIONS, new_gsi_map
+from .indexes.manager import IndexManager
+from .indexes.query import Index
 from .keys import KeySchema, validate_table_name
 from .layout import initial_boundaries
 from .partition import DEFAULT_MAP_SIZE
@@ -108,6 +112,7 @@ class Engine:
         self._tables: TableSet | None = None
         self._replicas: ReplicaManager | None = None
         self._auto_split: AutoSplitter | None = None
+        self._indexes: IndexManager | None = None
         self.backups: BackupManager | None = None
         self.restores: RestoreManager | None = None
         try:
@@ -127,8 +132,11 @@ class Engine:
                                          wal_segment_bytes=self.wal_segment_bytes)
         locks = TableLocks()
         self._replicas = ReplicaManager(tables, locks)
-        self._repartitioner = Repartitioner(tables, locks, self._replicas.forget_partition)
+        self._indexes = IndexManager(tables, locks)
+        self._repartitioner = Repartitioner(tables, locks, self._replicas.forget_partition,
+                                            drain_indexes=self._indexes.drain)
         interrupted_restores = self._recover_tables()
+        self._indexes.start()
         if backup_store is None:
             backup_store = LocalStore(self.path.parent / "backups")
         elif isinstance(backup_store, (str, Path)):
@@ -197,6 +205,7 @@ class Engine:
             tables.clean_stray_dirs(record)  # SPEC §10 crash safety
             tables.open_table(record)
             self._replicas.recover(record)
+            self._indexes.recover(record)
         return interrupted
 
     # ------------------------------------------------------------------ tables
@@ -209,16 +218,29 @@ class Engine:
         partitioning: str = "hash",
         sync: str = "batch",
         split_points: Sequence[Any] | None = None,
+        *,
+        local_indexes: Sequence[dict] | None = None,
+        global_indexes: Sequence[dict] | None = None,
+        gsi_partitions: int = DEFAULT_GSI_PARTITIONS,
     ) -> dict:
         """Create a table and return its description (status ACTIVE).
 
         ``partitions`` hash partitions split the 64-bit hash space evenly. Range
         partitioning splits at ``split_points`` (partition-key values, sorted) or, by
         default, evenly over the first byte of the encoded partition key.
+
+        ``local_indexes`` / ``global_indexes``: secondary index definitions
+        (:mod:`engine.indexes.definitions`: ``{"name", "key_schema": [(name, type), ...],
+        "projection": "ALL" | "KEYS_ONLY" | {"type": "INCLUDE", "non_key_attributes":
+        [...]}}``); each GSI gets ``gsi_partitions`` hash partitions of its own.
         """
         self._check_open()
         validate_table_name(name)
         schema = KeySchema.build(partition_key, sort_key, partitioning)
+        local_defs, global_defs = parse_all(schema.to_json(), local_indexes, global_indexes)
+        if global_defs and not (isinstance(gsi_partitions, int) and 1 <= gsi_partitions <= 256):
+            raise ValidationException(
+                f"gsi_partitions must be an integer from 1 to 256, got {gsi_partitions!r}")
         if sync not in SYNC_POLICIES:
             raise ValidationException(
                 f"sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}"
@@ -241,6 +263,13 @@ class Engine:
                 "sync": sync,
                 "created_at": time.time(),
             }
+            if local_defs or global_defs:
+                record["indexes"] = {
+                    "local": [definition.to_json() for definition in local_defs],
+                    "global": [{**definition.to_json(), "status": "ACTIVE",
+                                "backfilling": False, "created_at": record["created_at"],
+                                "partition_map": new_gsi_map(gsi_partitions)}
+                               for definition in global_defs]}
             tables.put_record(record)
             tables.open_table(record)
             record["status"] = "ACTIVE"
@@ -249,7 +278,10 @@ class Engine:
 
     def describe_table(self, name: str) -> dict:
         self._check_open()
-        description = self._tables.describe(self._tables.record(name))
+        record = self._tables.record(name)
+        description = self._tables.describe(record)
+        if record.get("indexes"):
+            description.update(self._indexes.describe(record))
         if "restore" in description:
             progress = self.restores.restore_progress(name)
             if progress is not None:
@@ -286,7 +318,9 @@ class Engine:
             record["status"] = "DELETING"
             tables.put_record(record)
             self._replicas.forget_table(name)
-            tables.close_table(name)
+            self._indexes.forget_table(name)
+            with self._indexes.table_lock(name):  # no follower round reads it meanwhile
+                tables.close_table(name)
             tables.drop_files(record)
             tables.delete_record(name)
         description["status"] = "DELETING"
@@ -304,6 +338,50 @@ class Engine:
                 f"Table {record['name']} is being backed up (backup {backup_id}); "
                 "delete it when the backup is AVAILABLE"
             )
+
+    # ------------------------------------------------------------------ secondary indexes
+    def index(self, table: str, index_name: str) -> Index:
+        """A query/scan handle on one secondary index (:class:`engine.indexes.query.Index`:
+        ``query_page``, ``scan_page``, ``query``, ``scan``, ``iter_entries``). Unknown
+        index: ValidationException "The table does not have the specified index"."""
+        self._check_open()
+        return self._indexes.index(table, index_name)
+
+    def create_global_index(self, table: str, definition: dict,
+                            partitions: int = DEFAULT_GSI_PARTITIONS) -> dict:
+        """Add a GSI online (DynamoDB's UpdateTable Create); returns its description with
+        status CREATING and ``backfilling`` True. Existing items are indexed in the
+        background, paced so writes keep their latency; wait with :meth:`wait_for_index`."""
+        self._check_open()
+        return self._indexes.create_global_index(table, definition, partitions)
+
+    def delete_global_index(self, table: str, index_name: str) -> dict:
+        """Remove a GSI (UpdateTable Delete); returns its last description, status
+        DELETING. A backfill in progress stops; the index's files are gone on return."""
+        self._check_open()
+        return self._indexes.delete_global_index(table, index_name)
+
+    def wait_for_index(self, table: str, index_name: str, timeout: float = 600.0) -> dict:
+        """Block until a GSI is no longer CREATING (backfilled); returns its description."""
+        self._check_open()
+        return self._indexes.wait_for_index(table, index_name, timeout)
+
+    def wait_for_index_catch_up(self, table: str, timeout: float = 600.0) -> None:
+        """Wait for the table's backfills, then apply every pending GSI delta in this
+        thread: afterwards every GSI reflects every write acknowledged before the call
+        (GSIs are otherwise eventually consistent, as in DynamoDB)."""
+        self._check_open()
+        self._indexes.catch_up(table, timeout)
+
+    def index_lag(self) -> dict[str, float]:
+        """The follower's write-to-GSI delay percentiles (``p50``, ``p99``, ``max`` in
+        seconds, ``samples``) since :meth:`reset_index_lag` (for benchmarks, monitoring)."""
+        self._check_open()
+        return self._indexes.follower.lag_percentiles()
+
+    def reset_index_lag(self) -> None:
+        self._check_open()
+        self._indexes.follower.reset_lag()
 
     # ------------------------------------------------------------------ backups
     def create_backup(self, table_name: str, backup_name: str, source: str = "primary") -> dict:
@@ -443,6 +521,8 @@ class Engine:
         if self.restores is not None and not self._closed:
             # Before taking the lock: a finishing restore thread needs it to open its table.
             self.restores.close()
+        if self._indexes is not None and not self._closed:
+            self._indexes.close()  # backfills restart on the next open
         with self._close_lock:
             if self._closed:
                 return

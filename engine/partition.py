@@ -38,6 +38,14 @@ import lmdb
 
 from . import _reads, _walframe
 from .errors import CorruptionError, EngineClosedError, lmdb_error
+from .indexes.maintain import (
+    IndexState,
+    apply_indexed_ops,
+    iter_outbox,
+    load_index_state,
+    outbox_lsn,
+    store_index_meta,
+)
 from .pagegaps import clear_copy_page_gaps
 from .wal import DEFAULT_SEGMENT_BYTES, WriteAheadLog
 
@@ -68,7 +76,7 @@ def open_environment(path: Path, *, map_size: int = DEFAULT_MAP_SIZE, readonly: 
             str(path),
             subdir=True,
             map_size=map_size,
-            max_dbs=4,
+            max_dbs=16,  # items, meta, the GSI outbox and one database per LSI
             max_readers=1024,
             sync=False,
             metasync=False,
@@ -108,6 +116,7 @@ def apply_records(
     catch-up of one half of a split (SPEC §10).
     """
     last_lsn = None
+    index_state = load_index_state(env, meta_db)  # the copy's own definitions (meta)
     iterator = iter(records)
     while True:
         chunk = list(itertools.islice(iterator, REPLAY_RECORDS_PER_TXN))
@@ -124,13 +133,23 @@ def apply_records(
                 if key_range is not None:
                     lo, hi = key_range
                     ops = [op for op in ops if lo <= op[1] and (hi is None or op[1] < hi)]
-                _apply_ops(txn, items_db, ops)
+                _apply_ops(txn, items_db, ops, index_state, lsn)
                 last_lsn = lsn
             txn.put(APPLIED_LSN_KEY, last_lsn.to_bytes(8, "big"), db=meta_db)
 
 
-def _apply_ops(txn, items_db, ops: Sequence[Op]) -> None:
-    """Apply operations in order. Runs of puts go through ``putmulti`` (a loop in C)."""
+def _apply_ops(txn, items_db, ops: Sequence[Op], index_state: IndexState | None = None,
+               lsn: int = 0, *, strict: bool = False) -> None:
+    """Apply operations in order. Runs of puts go through ``putmulti`` (a loop in C).
+
+    With secondary indexes (``index_state``), each operation also updates the LSIs and
+    appends the GSI deltas of record ``lsn`` to the outbox, in the same transaction
+    (:mod:`engine.indexes.maintain`); ``strict`` refuses items whose index keys have the
+    wrong type (live writes only).
+    """
+    if index_state is not None:
+        apply_indexed_ops(txn, items_db, index_state, ops, lsn, strict=strict)
+        return
     if all(op[0] == OP_PUT for op in ops):
         txn.cursor(db=items_db).putmulti([(key, value) for _, key, value in ops])
         return
@@ -264,8 +283,9 @@ class Partition:
             self.env.close()
             raise
         self.applied_lsn = max(applied, replayed)
+        self.index_state: IndexState | None = load_index_state(self.env, self.meta_db)
         # Point reads reuse a read transaction per thread until the next commit.
-        self.read_cache = _reads.ReadCache(self.env, self.items_db)
+        self.read_cache = _reads.ReadCache(self.env, self.items_db, self.name)
 
     # ------------------------------------------------------------------ writes
     def write(self, plan: Callable[[Callable[[bytes], bytes | None]], tuple[list[Op], Any]]) -> Any:
@@ -303,8 +323,8 @@ class Partition:
                     txn.abort()
                     return result, None, False
                 ops.sort(key=_op_key)  # sorted puts touch LMDB pages in order
-                _apply_ops(txn, self.items_db, ops)
                 lsn = self.wal.last_lsn + 1
+                _apply_ops(txn, self.items_db, ops, self.index_state, lsn, strict=True)
                 txn.put(APPLIED_LSN_KEY, lsn.to_bytes(8, "big"), db=self.meta_db)
                 rollovers = self.wal.rollovers
                 self.wal.append(_walframe.encode_ops(ops))
@@ -329,6 +349,82 @@ class Partition:
             self.env.sync(True)
             floor = min([self.applied_lsn, *self._holds.values()])
             return self.wal.remove_segments_through(floor)
+
+    # ------------------------------------------------------------------ indexes
+    def set_index_meta(self, meta: dict) -> None:
+        """Store new secondary index definitions in this environment (engine.indexes).
+
+        Under the write lock, so every write after this maintains exactly the new set;
+        synced, so the definitions never fall behind the WAL records written under them.
+        """
+        with self._write_lock:
+            self._check_open()
+            self.index_state = store_index_meta(self.env, self.meta_db, meta)
+            self.env.sync(True)
+
+    def outbox_batch(self, id_bytes: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` pending GSI deltas of one index (outbox key, value), oldest first."""
+        state = self.index_state
+        if state is None:
+            return []
+        with self.env.begin(db=state.outbox_db) as txn:
+            return list(iter_outbox(txn, state.outbox_db, id_bytes, limit))
+
+    def delete_outbox(self, keys: Sequence[bytes]) -> None:
+        """Delete applied GSI deltas (one LMDB transaction). Not under the write lock: the
+        index follower's lock orders it, and LMDB serialises it with writers. Not in the
+        WAL: a crash that loses it only makes the follower apply the same deltas again."""
+        state = self.index_state
+        if state is None or not keys:
+            return
+        with self.env.begin(write=True, db=state.outbox_db) as txn:
+            for key in keys:
+                txn.delete(key)
+
+    def purge_outbox(self, id_bytes: bytes, upto_lsn: int | None = None) -> int:
+        """Delete one index's pending deltas of LSN ≤ ``upto_lsn`` (None: all) — those a
+        backfill snapshot already holds. Returns how many were deleted."""
+        state = self.index_state
+        if state is None:
+            return 0
+        deleted = 0
+        with self.env.begin(write=True, db=state.outbox_db) as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(id_bytes):
+                while True:
+                    key = cursor.key()
+                    if not key.startswith(id_bytes) or (
+                            upto_lsn is not None and outbox_lsn(key) > upto_lsn):
+                        break
+                    if not cursor.delete():
+                        break
+                    deleted += 1
+        return deleted
+
+    def outbox_pending(self, id_bytes: bytes) -> tuple[int, int | None]:
+        """(pending GSI deltas of one index, write time in ns of the oldest or None)."""
+        state = self.index_state
+        if state is None:
+            return 0, None
+        count, oldest = 0, None
+        with self.env.begin(db=state.outbox_db) as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(id_bytes):
+                for key in cursor.iternext(keys=True, values=False):
+                    if not key.startswith(id_bytes):
+                        break
+                    if oldest is None:
+                        oldest = int.from_bytes(bytes(cursor.value()[1:9]), "big")
+                    count += 1
+        return count, oldest
+
+    def db_stats(self, db) -> tuple[int, int]:
+        """(entries, bytes of LMDB pages in use) of one database of this environment."""
+        self._check_open()
+        with self.env.begin() as txn:
+            stat = txn.stat(db)
+        pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        return stat["entries"], pages * stat["psize"]
 
     # ------------------------------------------------------------------ WAL holds
     def hold_wal(self, from_lsn: int) -> int:
@@ -383,14 +479,17 @@ class Partition:
         *,
         reverse: bool = False,
         txn=None,
+        db=None,
     ) -> Iterator[tuple[bytes, bytes]]:
-        """Yield (key, value) with ``lo <= key < hi`` in key order (or reversed)."""
+        """Yield (key, value) with ``lo <= key < hi`` in key order (or reversed); ``db``:
+        another database of the environment (an LSI's) instead of the items."""
         own = txn is None
+        db = self.items_db if db is None else db
         if own:
             self._check_open()
-            txn = self.env.begin(db=self.items_db)
+            txn = self.env.begin(db=db)
         try:
-            cursor = txn.cursor(db=self.items_db)
+            cursor = txn.cursor(db=db)
             if not reverse:
                 if not cursor.set_range(lo):
                     return

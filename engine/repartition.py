@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationException
+from .indexes.maintain import clear_outbox, load_index_state, rebuild_local_indexes
 from .partition import APPLIED_LSN_KEY, Partition, apply_records, open_environment
 from .partition_map import PartitionInterval, PartitionMap
 from .volumes import fsync_dir, writable_volume
@@ -129,7 +130,11 @@ class _NewPartition:
         return applied
 
     def finish(self) -> None:
-        """Start the new partition's own LSN space, make it durable, close the env."""
+        """Start the new partition's own LSN space, make it durable, close the env.
+
+        The GSI outbox is emptied: its deltas were copied from the old partitions, which
+        were drained into the GSIs, and its keys are LSNs of the old LSN space."""
+        clear_outbox(self.env)
         with self.env.begin(write=True, db=self.meta_db) as txn:
             txn.put(APPLIED_LSN_KEY, (0).to_bytes(8, "big"))
         self.env.sync(True)
@@ -208,10 +213,12 @@ class Repartitioner:
     """
 
     def __init__(self, tables: PartitionedTables, locks: PartitionLocks,
-                 forget_replicas: Callable[[str, str], None]) -> None:
+                 forget_replicas: Callable[[str, str], None],
+                 drain_indexes: Callable[[str, list[Partition]], Any] | None = None) -> None:
         self.tables = tables
         self.locks = locks
         self.forget_replicas = forget_replicas
+        self.drain_indexes = drain_indexes
 
     def busy(self, table_name: str) -> bool:
         """True while a split, merge or move of the table runs."""
@@ -352,6 +359,9 @@ class Repartitioner:
         locked: list[Partition] = []
         try:
             builds = build(new_ids, dirs)
+            for new in builds:  # a split half keeps only its own items' LSI entries
+                rebuild_local_indexes(new.env, new.items_db,
+                                      load_index_state(new.env, new.meta_db))
             _crash_point("after_copy")
             for _ in range(MAX_CATCH_UP_ROUNDS):
                 if sum(new.catch_up(locked=False) for new in builds) <= FINAL_LAG_RECORDS:
@@ -364,6 +374,11 @@ class Repartitioner:
             _crash_point("locked")
             for new in builds:
                 new.catch_up(locked=True)
+            if self.drain_indexes is not None:
+                # The old partitions' pending GSI deltas go to the GSIs now; the new
+                # partitions' outboxes (copies of them) are cleared in finish().
+                self.drain_indexes(table_name, old_partitions)
+            for new in builds:
                 new.finish()
             for new in builds:
                 opened.append(tables.new_partition(new.directory, new.partition_id, record))

@@ -20,6 +20,9 @@ from pathlib import Path
 
 from .catalog import Catalog
 from .errors import EngineClosedError, TableNotFoundException
+from .indexes.definitions import IndexDefinition
+from .indexes.gsi_store import GsiStore, gsi_root
+from .indexes.maintain import build_meta
 from .keys import KeySchema
 from .partition import Partition
 from .partition_map import PartitionMap
@@ -39,6 +42,7 @@ class TableSet:
         self.lock = threading.RLock()
         self._tables: dict[str, Table] = {}
         self._partitions: dict[str, dict[str, Partition]] = {}
+        self._gsi: dict[str, dict[str, GsiStore]] = {}  # table -> index name -> store
         self._closed = False
 
     # ------------------------------------------------------------------ state
@@ -127,6 +131,7 @@ class TableSet:
                 partitions[pid] = self.new_partition(
                     partition_dir(self.table_dir(record), record, pid), pid, record)
             table = Table(record["name"], schema, pmap, partitions)
+            stores = self._open_indexes(record, partitions)
         except BaseException:
             for partition in partitions.values():
                 partition.close()
@@ -134,7 +139,63 @@ class TableSet:
         with self.lock:
             self._tables[record["name"]] = table
             self._partitions[record["name"]] = partitions
+            self._gsi[record["name"]] = stores
         return table
+
+    # ------------------------------------------------------------------ secondary indexes
+    @staticmethod
+    def index_definitions(record: dict) -> list[IndexDefinition]:
+        """The indexes the table's partitions maintain: every LSI, and every GSI not
+        being deleted (engine.indexes)."""
+        indexes = record.get("indexes") or {}
+        return [IndexDefinition.from_json(data) for data in [
+            *indexes.get("local", []),
+            *(data for data in indexes.get("global", []) if data["status"] != "DELETING")]]
+
+    def index_meta(self, record: dict) -> dict:
+        """What each partition's meta must hold (engine.indexes.maintain.build_meta)."""
+        return build_meta(record["key_schema"], record["partitioning"] == "hash",
+                          self.index_definitions(record))
+
+    def _open_indexes(self, record: dict, partitions: dict[str, Partition]) -> dict:
+        """Make each partition's stored definitions those of the record, open the GSIs."""
+        meta = self.index_meta(record)
+        for partition in partitions.values():
+            current = partition.index_state.meta if partition.index_state else None
+            if current != meta and (current is not None or meta["indexes"]):
+                partition.set_index_meta(meta)
+        stores: dict[str, GsiStore] = {}
+        try:
+            for data in (record.get("indexes") or {}).get("global", []):
+                if data["status"] != "DELETING":
+                    stores[data["name"]] = self.new_gsi_store(record, data)
+        except BaseException:
+            for store in stores.values():
+                store.close()
+            raise
+        return stores
+
+    def gsi_dir(self, record: dict, index_id: str) -> Path:
+        return gsi_root(self.table_dir(record)) / index_id
+
+    def new_gsi_store(self, record: dict, data: dict) -> GsiStore:
+        """Open (creating) the partitions of the GSI ``data`` (its catalog entry)."""
+        return GsiStore(self.gsi_dir(record, data["index_id"]), data["partition_map"],
+                        name=f"{record['name']}.{data['name']}", sync=record["sync"],
+                        map_size=self.map_size_bytes, segment_bytes=self.wal_segment_bytes)
+
+    def gsi_stores(self, name: str) -> dict[str, GsiStore]:
+        """The open GSIs of table ``name`` by index name (a copy)."""
+        return dict(self._gsi.get(name, {}))
+
+    def set_gsi_store(self, name: str, index_name: str, store: GsiStore | None) -> None:
+        """Register (or with None forget) an open GSI of table ``name``."""
+        with self.lock:
+            stores = self._gsi.setdefault(name, {})
+            if store is None:
+                stores.pop(index_name, None)
+            else:
+                stores[index_name] = store
 
     def clean_stray_dirs(self, record: dict) -> None:
         """Delete the directories an interrupted split/merge/move left (SPEC §10)."""
@@ -146,14 +207,18 @@ class TableSet:
         with self.lock:
             self._tables.pop(name, None)
             partitions = self._partitions.pop(name, {})
+            stores = self._gsi.pop(name, {})
         for partition in partitions.values():
             partition.close()
+        for store in stores.values():
+            store.close()
 
     def drop_files(self, record: dict) -> None:
         """Delete every directory of the table: moved partitions, replicas, the table's."""
         for directory in all_dirs_outside(self.table_dir(record), record):
             shutil.rmtree(directory, ignore_errors=True)
         shutil.rmtree(self.table_dir(record), ignore_errors=True)
+        shutil.rmtree(gsi_root(self.table_dir(record)), ignore_errors=True)
 
     # ------------------------------------------------------------------ descriptions
     def describe(self, record: dict) -> dict:
@@ -186,7 +251,11 @@ class TableSet:
         with self.lock:
             self._closed = True
             partitions = [p for table in self._partitions.values() for p in table.values()]
+            stores = [store for table in self._gsi.values() for store in table.values()]
             self._partitions.clear()
             self._tables.clear()
+            self._gsi.clear()
         for partition in partitions:
             partition.close()
+        for store in stores:
+            store.close()
