@@ -175,7 +175,7 @@ def key_condition(
         for operand in term.values:
             if not isinstance(operand, Literal):
                 raise ValueError("key_condition needs a bound tree (see parser.bind)")
-            if value_type(operand.value) != key_type:
+            if _type_or_none(operand.value) != key_type:
                 raise ValidationException(
                     "One or more parameter values were invalid: Condition parameter type "
                     "does not match schema type"
@@ -195,6 +195,13 @@ def key_condition(
         return partition_value, None
     values = tuple(operand.value for operand in sort_term.values)
     return partition_value, (sort_term.op, *values)
+
+
+def _type_or_none(value: Any) -> str | None:
+    try:
+        return value_type(value)
+    except TypeError:  # not an engine value (an empty set): matches no key type
+        return None
 
 
 def paths_of(tree: Condition | Update | Projection | Operand) -> Iterator[Path]:
