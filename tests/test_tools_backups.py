@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
+import google_crc32c
 import pytest
-from restore_helpers import backup_of, every_type_item, fill_table, load_manifest
+import zstandard
+from restore_helpers import (
+    backup_of,
+    every_type_item,
+    fill_table,
+    load_manifest,
+    object_members,
+    replace_partition_object,
+)
 
 from engine import Engine
 from engine.attrvalue import deserialize_item
@@ -358,3 +370,63 @@ def test_restore_fraction_counts_phases():
     assert restore_fraction(state, True) == pytest.approx(0.6)  # the range copy remains
     state.update(phase="done")
     assert restore_fraction(state, True) == 1.0
+
+
+def test_bomb_object_is_refused_on_its_first_page(backed_up, capsys, tmp_path):
+    """A small object whose data.mdb inflates to 256 MiB of zeros, with manifests that agree
+    on that size and the object's checksum: refused from data.mdb's first page (no LMDB
+    meta page), before anything is inflated to disk."""
+    from engine.backup.manifest import PartitionManifest, crc32c_hex, manifest_key
+
+    store_url, backup_id, _ = backed_up
+    store = _local(store_url)
+    declared = 256 << 20
+    zeros_crc = 0
+    chunk = bytes(1 << 20)
+    for _ in range(declared >> 20):
+        zeros_crc = google_crc32c.extend(zeros_crc, chunk)
+    entry = load_manifest(store, backup_id).partitions[0]
+    inner, _ = object_members(store, entry.object_key)
+    inner_manifest = dataclasses.replace(
+        PartitionManifest.from_json(inner, "inner", mode="in_archive"),
+        data_size_bytes=declared, data_crc32c=crc32c_hex(zeros_crc))
+
+    class Zeros:  # streamed into the tar: the member without a buffer of its size
+        def __init__(self):
+            self.left = declared
+
+        def read(self, size=-1):
+            size = self.left if size < 0 else min(size, self.left)
+            self.left -= size
+            return bytes(size)
+
+    raw = io.BytesIO()
+    with zstandard.ZstdCompressor(level=3, write_checksum=True).stream_writer(
+            raw, closefd=False) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name, size, source in (("partition.json", len(inner_manifest.to_json()),
+                                    io.BytesIO(inner_manifest.to_json())),
+                                   ("data.mdb", declared, Zeros())):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = size, 0o644
+            tar.addfile(info, source)
+    bomb = raw.getvalue()
+    assert len(bomb) < 2 << 20  # a small object ...
+    replace_partition_object(store, backup_id, 0, bomb)
+    manifest = load_manifest(store, backup_id)
+    parts = list(manifest.partitions)
+    parts[0] = dataclasses.replace(parts[0], data_size_bytes=declared,
+                                   data_crc32c=crc32c_hex(zeros_crc))
+    store.put(manifest_key("", backup_id), dataclasses.replace(manifest, partitions=parts)
+              .to_json())
+
+    code, _, err = run(capsys, "restore", backup_id, "--store", store_url, "--data",
+                       str(tmp_path / "r"), "--table", "Tab")
+    assert code == 1
+    line = _one_line(err)
+    assert "does not start with an LMDB meta page" in line and "p0000" in line
+    assert not (tmp_path / "r").exists()
+    code, out, _ = run(capsys, "verify", backup_id, "--store", store_url, "--json")
+    assert code == 1
+    statuses = {p["partition_id"]: p["status"] for p in json.loads(out)["partitions"]}
+    assert statuses == {"p0000": "corrupt", "p0001": "ok", "p0002": "ok"}

@@ -6,8 +6,11 @@ export, copy and delete. A backup is what has a manifest: ``{backup_id}/manifest
 
 Nothing is written on the strength of a manifest's word alone: before a restore, verify
 or export inflates anything, the declared ``data.mdb`` sizes must fit the target volume's
-free space with a margin (``check_free_space``), and the manifest itself refused sizes
-no zstd object could inflate to (``engine.backup.manifest.ZSTD_MAX_RATIO``).
+free space with a margin (``check_free_space``), no size may exceed what its object could
+inflate to (``engine.backup.manifest.ZSTD_MAX_RATIO``), and the start of each object is
+streamed (a few KiB) to check that its ``data.mdb`` begins with LMDB meta pages whose last
+page accounts for the declared size (``check_object_head``): a zero-filled "bomb" that
+inflates to gigabytes is refused on its first page, not after it filled the disk.
 
 These functions know nothing of an engine's catalog, so they cannot see whether a
 running engine is restoring or copying a backup: ``delete_backup`` here deletes
@@ -20,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,9 +39,11 @@ from ..errors import (
     ValidationException,
 )
 from ..store import ObjectStore
+from . import tar_stream
 from .copy import copy_backup_objects
 from .logical import ITEMS_DB, open_readonly
 from .manifest import BackupManifest, PartitionManifest, check_inflatable, manifest_key
+from .package import DATA_MEMBER, MANIFEST_MEMBER
 from .restore_manager import read_manifest as _read_manifest
 from .unpack import unpack_partition
 from .verify import VerifyResult, verify_partition_object
@@ -75,6 +81,85 @@ def check_free_space(needed_bytes: int, directory: Path, what: str) -> None:
             f"({with_margin:,} with a {SPACE_MARGIN_FRACTION:.0%} + "
             f"{SPACE_MARGIN_BYTES >> 20} MiB margin) but it has {free:,} free: free some "
             "space or use a directory on another volume; nothing was written")
+
+
+# LMDB's meta pages (lmdb.h, MDB_meta after the 16-byte page header on 64-bit builds):
+# the first two pages of data.mdb; the one with the larger txnid is current.
+_LMDB_MAGIC = 0xBEEFC0DE
+_LMDB_DATA_VERSION = 1
+_META_MAGIC_VERSION = struct.Struct("<II")  # at byte 16 of the page
+_META_PAGE_SIZE_OFFSET = 40  # mm_dbs[FREE_DBI].md_pad holds the page size
+_META_LAST_PAGE_TXNID = struct.Struct("<QQ")  # mm_last_pg, mm_txnid at byte 136
+_META_LAST_PAGE_OFFSET = 136
+_META_BYTES = 152
+_MAX_IN_ARCHIVE_MANIFEST_BYTES = 1 << 20
+
+
+def check_object_head(store: ObjectStore, entry: PartitionManifest) -> None:
+    """Stream the start of ``entry``'s object (its ``partition.json`` and the first two
+    pages of ``data.mdb``) and raise :class:`CorruptionError` if ``data.mdb`` is not an
+    LMDB file or declares more bytes than its meta page says are in use ((last page + 1)
+    x page size, which is exactly a compacted copy's size). Anything else odd about the
+    object (format, missing object) is left to the full unpack, which names it."""
+    import zstandard
+
+    key = entry.object_key or ""
+
+    def fail(message: str) -> CorruptionError:
+        return CorruptionError(f"partition object {key}: {message}; refused before "
+                               "inflating it", partition=entry.partition_id, path=key)
+
+    try:
+        with store.open_reader(key) as raw, \
+                zstandard.ZstdDecompressor().stream_reader(raw, read_size=64 << 10) as inflated:
+            tar = tar_stream.TarReader(inflated)
+            first = tar.next_header()
+            if first is None or first.name != MANIFEST_MEMBER \
+                    or first.size > _MAX_IN_ARCHIVE_MANIFEST_BYTES:
+                return
+            tar.read_exact(first.size)
+            tar.skip_padding(first.size)
+            data = tar.next_header()
+            if data is None or data.name != DATA_MEMBER:
+                return
+            if data.size < _META_BYTES:
+                raise fail(f"{DATA_MEMBER} is {data.size} bytes, too short for LMDB")
+            meta0 = tar.read_exact(_META_BYTES)
+            magic, version = _META_MAGIC_VERSION.unpack_from(meta0, 16)
+            if magic != _LMDB_MAGIC or version != _LMDB_DATA_VERSION:
+                raise fail(f"{DATA_MEMBER} does not start with an LMDB meta page (magic "
+                           f"{magic:#010x}, version {version})")
+            page_size = struct.unpack_from("<I", meta0, _META_PAGE_SIZE_OFFSET)[0]
+            if page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
+                raise fail(f"{DATA_MEMBER}'s meta page names page size {page_size}")
+            if data.size < page_size + _META_BYTES:
+                raise fail(f"{DATA_MEMBER} is {data.size} bytes, shorter than its two "
+                           f"meta pages of {page_size} bytes")
+            tar.read_exact(page_size - _META_BYTES)
+            meta1 = tar.read_exact(_META_BYTES)
+    except (zstandard.ZstdError, tar_stream.TarFormatError, ObjectNotFoundError,
+            ChecksumMismatchError):
+        return  # the full unpack or download reports these, naming the problem
+    metas = [_META_LAST_PAGE_TXNID.unpack_from(meta, _META_LAST_PAGE_OFFSET)
+             for meta in (meta0, meta1)]
+    last_page, _ = max(metas, key=lambda m: m[1])
+    in_use = (last_page + 1) * page_size
+    if (entry.data_size_bytes or 0) > in_use:
+        raise fail(f"the manifest declares {entry.data_size_bytes:,} bytes of {DATA_MEMBER} "
+                   f"but its LMDB meta page accounts for {in_use:,} (last page {last_page} "
+                   f"of {page_size} bytes)")
+
+
+def check_restorable(store: ObjectStore, backup_id: str, data_dir: Path) -> BackupManifest:
+    """Everything a restore checks before it writes a byte under ``data_dir``: the
+    manifest (bounded parse, inflatable sizes), the volume's free space, and each
+    object's head (:func:`check_object_head`). Returns the manifest."""
+    manifest = read_manifest(store, backup_id)
+    check_free_space(sum(p.data_size_bytes or 0 for p in manifest.partitions), data_dir,
+                     f"restoring backup {backup_id}")
+    for entry in manifest.partitions:
+        check_object_head(store, entry)
+    return manifest
 
 
 def _largest_partitions_bytes(manifest: BackupManifest, count: int) -> int:
@@ -180,7 +265,11 @@ def verify_backup(store: ObjectStore, backup_id: str, *, work_dir: Path | None =
     def check(entry: PartitionManifest) -> VerifyResult:
         key = entry.object_key or ""
         try:
+            check_object_head(store, entry)
             path = _download(store, entry, scratch, on_bytes)
+        except CorruptionError as err:
+            result = VerifyResult("corrupt", f"partition {entry.partition_id}: {err.message}",
+                                  key, entry.partition_id)
         except ObjectNotFoundError:
             result = VerifyResult("missing", f"partition {entry.partition_id}: object {key} "
                                   "does not exist", key, entry.partition_id)
@@ -207,16 +296,16 @@ def verify_backup(store: ObjectStore, backup_id: str, *, work_dir: Path | None =
 def restore_backup(store: ObjectStore, backup_id: str, data_dir: Path, table_name: str, *,
                    partitions: int | None = None, sync: str | None = None,
                    on_progress: Callable[[dict], None] | None = None,
-                   timeout: float = 24 * 3600.0) -> dict[str, Any]:
+                   timeout: float = 24 * 3600.0, checked: bool = False) -> dict[str, Any]:
     """Restore into a new table of the engine data directory ``data_dir`` (created if
     needed; no other process may have it open). Returns the table's description
-    (ACTIVE, or FAILED with ``failure_reason``)."""
+    (ACTIVE, or FAILED with ``failure_reason``). :func:`check_restorable` runs first
+    unless the caller already ran it (``checked``)."""
     from ..engine import Engine  # late: engine imports this package
 
     # BackupNotFoundException, CorruptionError or too little space before touching data_dir.
-    manifest = read_manifest(store, backup_id)
-    check_free_space(sum(p.data_size_bytes or 0 for p in manifest.partitions), data_dir,
-                     f"restoring backup {backup_id}")
+    if not checked:
+        check_restorable(store, backup_id, data_dir)
     with Engine.open(data_dir) as engine:
         engine.restore_table(backup_id, table_name, partitions=partitions, sync=sync,
                              store=store)
@@ -239,6 +328,7 @@ def iter_backup_items(store: ObjectStore, backup_id: str, *, work_dir: Path | No
     scratch = Path(tempfile.mkdtemp(prefix="tessera-export-", dir=work_dir))
     try:
         for entry in manifest.partitions:
+            check_object_head(store, entry)
             try:
                 path = _download(store, entry, scratch, on_bytes)
             except (ObjectNotFoundError, ChecksumMismatchError) as err:

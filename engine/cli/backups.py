@@ -303,11 +303,8 @@ def run_restore(args: argparse.Namespace, store: ObjectStore) -> int:
         raise UsageError("--partitions must be at least 1")
     if args.data.exists() and not args.data.is_dir():
         raise UsageError(f"--data {args.data} is not a directory")
-    # A missing or corrupt backup, or too little space: refused before touching --data.
-    described = offline.describe_backup(store, args.backup_id)
-    offline.check_free_space(sum(p["data_size_bytes"] or 0
-                                 for p in described["partition_details"]),
-                             args.data, f"restoring backup {args.backup_id}")
+    # A missing or corrupt backup, too little space, a bomb: refused before touching --data.
+    offline.check_restorable(store, args.backup_id, args.data)
     try:
         lock = DirectoryLock(args.data).acquire()  # no other process may have it open
     except OSError as err:
@@ -323,7 +320,7 @@ def run_restore(args: argparse.Namespace, store: ObjectStore) -> int:
 
             description = offline.restore_backup(store, args.backup_id, args.data, args.table,
                                                  partitions=args.partitions, sync=args.sync,
-                                                 on_progress=progress)
+                                                 on_progress=progress, checked=True)
             if description["status"] == "ACTIVE":
                 bar.n = 100
                 bar.set_postfix_str("done", refresh=False)
