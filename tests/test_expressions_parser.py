@@ -812,3 +812,43 @@ def test_public_api_is_pinned():
     } <= set(package.__all__)
     for name in package.__all__:
         assert getattr(package, name) is not None
+
+
+# --- what boto3 writes --------------------------------------------------------------------
+
+
+def _boto3_conditions():
+    """Conditions as boto3's ConditionExpressionBuilder writes them (names and values all
+    placeholders, every AND/OR/NOT in parentheses), with the sort key type for key ones."""
+    from boto3.dynamodb.conditions import Attr, Key
+
+    return [
+        (Attr("a").eq(1) & Attr("b").is_in([1, 2]), None),
+        (Attr("a").exists() | Attr("b").not_exists(), None),
+        (Attr("a").attribute_type("S") & Attr("b").size().gt(3), None),
+        (~(Attr("a").ne(1) | Attr("b").lt(2)) & Attr("c").begins_with("x"), None),
+        (Attr("status").contains("y") & Attr("name.first[1]").between(1, 5), None),
+        (Attr("a").lte(1) & Attr("b").gte(2) & Attr("c").gt(3) & ~Attr("d").exists(), None),
+        (Key("pk").eq("p"), "N"),
+        (Key("pk").eq("p") & Key("sk").between(1, 2), "N"),
+        (Key("pk").eq("p") & Key("sk").begins_with("x"), "S"),
+        (Key("pk").eq("p") & Key("sk").lt(5), "N"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_boto3_built_expressions_parse_and_bind(index):
+    from boto3.dynamodb.conditions import ConditionExpressionBuilder
+
+    condition, sort_type = _boto3_conditions()[index]
+    is_key = sort_type is not None
+    built = ConditionExpressionBuilder().build_expression(condition, is_key_condition=is_key)
+    kind = "KeyConditionExpression" if is_key else "FilterExpression"
+    tree = parse_condition(built.condition_expression, kind)
+    placeholders = Placeholders(
+        built.attribute_name_placeholders, built.attribute_value_placeholders or None
+    )
+    bound = bind(tree, placeholders, kind)
+    placeholders.check_all_used()
+    if is_key:
+        assert key_condition(bound, ("pk", "S"), ("sk", sort_type))[0] == "p"
