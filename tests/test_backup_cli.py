@@ -40,6 +40,10 @@ def test_backup_create_shows_progress_and_exits_0(tmp_path):
     final = json.loads(result.stdout)
     assert final["status"] == "AVAILABLE" and final["item_count"] == 3000
     assert "partitions" in result.stderr and "AVAILABLE: 3000 items" in result.stderr
+    # The bar's last frame is complete: 4/4 partitions, all done (no "1 uploading").
+    last_frame = result.stderr.replace("\r", "\n").split("AVAILABLE: ")[0].strip().splitlines()[-1]
+    assert "4.0/4 partitions" in last_frame and "4 done" in last_frame, last_frame
+    assert "uploading" not in last_frame
     assert (store / final["backup_id"] / "manifest.json").is_file()
     with Engine.open(tmp_path / "data", backup_store=str(store)) as engine:
         assert engine.describe_backup(final["backup_id"])["status"] == "AVAILABLE"
@@ -66,6 +70,24 @@ def test_backup_create_of_missing_table_exits_1(tmp_path):
     assert result.returncode == 1
     assert "TableNotFoundException: Table not found: Nope" in result.stderr
     assert result.stdout == ""
+
+
+def test_backup_create_beside_another_owner_exits_3(tmp_path):
+    make_table(tmp_path / "data", count=10)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from engine.dirlock import DirectoryLock; "
+         "DirectoryLock(sys.argv[1]).acquire(); print('locked', flush=True); sys.stdin.read()",
+         str(tmp_path / "data")],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = tessera("backup", "create", "Music", "Busy1", "--data", str(tmp_path / "data"))
+        assert result.returncode == 3
+        assert "Traceback" not in result.stderr
+        assert f"stop the process with PID {holder.pid}" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
 
 
 def test_partition_fraction_grows_through_the_phases():
