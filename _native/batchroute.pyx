@@ -57,7 +57,7 @@ def route_puts(
         if key is None:
             return i
         try:
-            encoded = _encode_item(item)
+            encoded = _encode_item(item, key)
         except (ValueError, TypeError, OverflowError):
             return i
         if PyBytes_GET_SIZE(encoded) > max_item_bytes:

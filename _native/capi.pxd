@@ -16,6 +16,8 @@ cdef extern from "capsules.h":
 ctypedef bytes (*storage_key_fn)(bint hashed, object pk_value, object pk_type,
                                  object sk_value, object sk_type)
 
-# engine._itemcodec: ``decode_item`` of ``n`` bytes at ``p``; ``projection`` is None or a
-# set / frozenset / dict of top-level attribute names.
-ctypedef object (*decode_item_fn)(const uint8_t *p, size_t n, object projection)
+# engine._itemcodec: check and decode the ``n`` stored bytes at ``p`` read under the storage
+# key of ``key_len`` bytes at ``key`` (NULL: not known); ``projection`` is None or a
+# set / frozenset / dict of top-level attribute names. Raises CorruptionError naming the key.
+ctypedef object (*decode_item_fn)(const uint8_t *p, size_t n, object projection,
+                                  const uint8_t *key, size_t key_len)

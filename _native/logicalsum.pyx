@@ -11,6 +11,15 @@ releases the GIL on large updates — so partitions checksum in parallel on ever
 writers keep the interpreter. Never open a live environment with it: without a reader
 slot, its pages could be reused under the walk.
 
+Every item's checksums (engine._itemcodec, ``_native/itemcheck.h``) are checked against
+its key as it is framed: an item that fails is a ``CorruptionError`` naming the file and
+the key, so no backup, verify or restore vouches for a damaged item. The bytes hashed are
+the stored bytes, whatever their format version (1, before item checksums, or 2), so a
+checksum means what it meant before: a backup taken before the change verifies and
+restores as it did (every copy — physical, range copy, WAL replay — moves stored bytes
+unchanged, and nothing re-encodes an item but a write). ``frame_pairs`` does the same
+for ``(key, value)`` pairs from py-lmdb (an open environment).
+
 LMDB failures raise this package's errors (``engine.errors.lmdb_error`` through
 ``lmdbapi.lmdb_failure``); an environment without an ``items`` database is a
 ``CorruptionError``.
@@ -18,7 +27,8 @@ LMDB failures raise this package's errors (``engine.errors.lmdb_error`` through
 
 import os
 
-from libc.stdint cimport uint32_t
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport uint8_t, uint32_t
 from libc.string cimport memcpy
 
 from lmdbapi cimport (
@@ -36,8 +46,18 @@ from lmdbapi cimport (
     open_items_reader,
 )
 
+from engine._itemcodec import check_item
 from engine.errors import CorruptionError, StorageError
 
+cdef extern from "crc32c.h":
+    void tw_init(int allow_hw)
+
+cdef extern from "itemcheck.h":
+    int ti_check(const uint8_t *key, size_t key_len, const uint8_t *v, size_t n,
+                 size_t *body_end, uint32_t *stored, uint32_t *computed) noexcept nogil
+    int TI_V1
+
+tw_init(1)
 
 cdef size_t _MAX_FRAMED_BYTES = 0xFFFFFFFF  # a u32 length prefix
 
@@ -92,39 +112,63 @@ cdef class ItemFramer:
         cdef unsigned long long count = 0
         cdef int rc = 0
         cdef bint too_big = False
+        cdef bint damaged = False
+        cdef size_t body_end
+        cdef uint32_t stored, computed
         cdef MDB_cursor_op op
-        with nogil:
-            while True:
-                if not self._pending:
-                    op = MDB_FIRST
-                    if self._started:
-                        op = MDB_NEXT
-                    rc = mdb_cursor_get(self._cursor, &self._key, &self._value, op)
-                    self._started = True
-                    if rc == MDB_NOTFOUND:
-                        rc = 0
-                        self._done = True
+        cdef int checked
+        cdef bint legacy = False
+        while True:
+            with nogil:
+                while True:
+                    if not self._pending:
+                        op = MDB_FIRST
+                        if self._started:
+                            op = MDB_NEXT
+                        rc = mdb_cursor_get(self._cursor, &self._key, &self._value, op)
+                        self._started = True
+                        if rc == MDB_NOTFOUND:
+                            rc = 0
+                            self._done = True
+                            break
+                        if rc:
+                            break
+                        if self._value.mv_size > _MAX_FRAMED_BYTES:
+                            too_big = True
+                            break
+                        checked = ti_check(<const uint8_t *>self._key.mv_data,
+                                           self._key.mv_size,
+                                           <const uint8_t *>self._value.mv_data,
+                                           self._value.mv_size, &body_end, &stored, &computed)
+                        if checked < 0:
+                            damaged = True
+                            break
+                        if checked == TI_V1:  # no checksums: decoded below, with the GIL
+                            legacy = True
+                            break
+                        self._pending = True
+                    need = 8 + self._key.mv_size + self._value.mv_size
+                    if position + need > capacity:
                         break
-                    if rc:
-                        break
-                    if self._value.mv_size > _MAX_FRAMED_BYTES:
-                        too_big = True
-                        break
-                    self._pending = True
-                need = 8 + self._key.mv_size + self._value.mv_size
-                if position + need > capacity:
-                    break
-                _put_u32be(out + position, <uint32_t>self._key.mv_size)
-                memcpy(out + position + 4, self._key.mv_data, self._key.mv_size)
-                position += 4 + self._key.mv_size
-                _put_u32be(out + position, <uint32_t>self._value.mv_size)
-                memcpy(out + position + 4, self._value.mv_data, self._value.mv_size)
-                position += 4 + self._value.mv_size
-                self._pending = False
-                count += 1
+                    _put_u32be(out + position, <uint32_t>self._key.mv_size)
+                    memcpy(out + position + 4, self._key.mv_data, self._key.mv_size)
+                    position += 4 + self._key.mv_size
+                    _put_u32be(out + position, <uint32_t>self._value.mv_size)
+                    memcpy(out + position + 4, self._value.mv_data, self._value.mv_size)
+                    position += 4 + self._value.mv_size
+                    self._pending = False
+                    count += 1
+            if not legacy:
+                break
+            legacy = False
+            self._check_current()  # raises CorruptionError for a malformed one
+            self._pending = True
         self.item_count += count
         if rc:
             self._raise("reading the items database", rc)
+        if damaged:
+            self._check_current()
+            raise AssertionError("ItemFramer: an item failed its check only once")
         if too_big:
             self.close()
             raise StorageError(f"a value of {self._value.mv_size} bytes is over the 4 GiB "
@@ -136,9 +180,68 @@ cdef class ItemFramer:
             return -<long long>need
         return position
 
+    cdef _check_current(self):
+        """``check_item`` on the item under the cursor (with the GIL): raises its
+        CorruptionError, naming this environment's data.mdb and the key."""
+        key = (<const char *>self._key.mv_data)[:self._key.mv_size]
+        value = (<const char *>self._value.mv_data)[:self._value.mv_size]
+        try:
+            check_item(key, value)
+        except CorruptionError as err:
+            self.close()
+            raise CorruptionError(err.message,
+                                  path=os.path.join(self.path, "data.mdb")) from None
+
     def close(self):
         """Idempotent."""
         close_reader(&self._cursor, &self._txn, &self._env)
 
     def __dealloc__(self):
         self.close()
+
+
+cdef inline void _put_frame(uint8_t *out, size_t *position, object data) noexcept:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    _put_u32be(out + position[0], <uint32_t>n)
+    memcpy(out + position[0] + 4, PyBytes_AS_STRING(data), n)
+    position[0] += 4 + n
+
+
+def frame_pairs(pairs, Py_ssize_t max_items, path=None):
+    """Check and frame up to ``max_items`` ``(key, value)`` bytes pairs from the iterator
+    ``pairs`` (py-lmdb's ``iternext(keys=True, values=True)``, ``buffers=False``) as
+    :class:`ItemFramer` frames them. Returns ``(framed bytes, item count)``, count 0 at the
+    end. An item failing its checksums raises ``CorruptionError`` naming ``path`` and the key.
+    """
+    cdef list taken = []
+    cdef Py_ssize_t count = 0
+    cdef size_t total = 0, position = 0
+    cdef size_t body_end
+    cdef uint32_t stored, computed
+    cdef object key, value
+    while count < max_items:
+        pair = next(pairs, None)
+        if pair is None:
+            break
+        key, value = pair
+        if type(key) is not bytes or type(value) is not bytes:
+            raise TypeError("frame_pairs takes (bytes, bytes) pairs (a buffers=False txn)")
+        if <size_t>PyBytes_GET_SIZE(value) > _MAX_FRAMED_BYTES:
+            raise StorageError(f"a value of {PyBytes_GET_SIZE(value)} bytes is over the 4 GiB "
+                               f"the checksum framing allows (file {path})")
+        if ti_check(<const uint8_t *>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                    <const uint8_t *>PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value),
+                    &body_end, &stored, &computed) <= TI_V1:  # damaged, or unchecked
+            try:
+                check_item(key, value)
+            except CorruptionError as err:
+                raise CorruptionError(err.message, path=None if path is None else str(path))
+        taken.append(pair)
+        total += 8 + PyBytes_GET_SIZE(key) + PyBytes_GET_SIZE(value)
+        count += 1
+    out = PyBytes_FromStringAndSize(NULL, total)
+    cdef uint8_t *dst = <uint8_t *>PyBytes_AS_STRING(out)
+    for pair in taken:
+        _put_frame(dst, &position, (<tuple>pair)[0])
+        _put_frame(dst, &position, (<tuple>pair)[1])
+    return out, count

@@ -24,6 +24,10 @@ environments with MDB_NOTLS; a transaction is never used by two threads at once 
 its owner marks it in use, and the committer skips it, with the GIL held between check
 and mark (no Python call in between). Free-threaded CPython would need a lock here.
 
+Stored items carry checksums (engine._itemcodec): every point read checks them against
+the key it read, and a failure is a ``CorruptionError`` naming the partition (given to
+:class:`ReadCache`), its ``data.mdb`` and the key.
+
 py-lmdb is called through its public methods only (``Environment.begin``,
 ``Transaction.get``, ``Transaction.abort``, looked up once and called by vectorcall); the
 environment is never opened by a second LMDB copy.
@@ -40,11 +44,12 @@ from libc.stdint cimport uint8_t
 from capi cimport DECODE_ITEM_CAPSULE, STORAGE_KEY_CAPSULE, decode_item_fn, storage_key_fn
 from routing cimport owner, plain_storage_key
 
+import os
 import sys
 
 import lmdb
 
-from engine.errors import EngineClosedError
+from engine.errors import CorruptionError, EngineClosedError
 
 from engine._itemcodec import _C_DECODE_ITEM
 from engine._keycodec import _C_STORAGE_KEY
@@ -88,19 +93,24 @@ cdef class ReadCache:
     """Read transactions of one partition, reused per thread until the next commit.
 
     See the module docstring. ``get(key)`` is the value under ``key`` (bytes) or None,
-    read from a snapshot that includes every commit before the call.
+    read from a snapshot that includes every commit before the call. ``partition`` (its
+    name) and ``path`` (its ``data.mdb``) name it in the errors of reads through it.
     """
 
     cdef object env, db
+    cdef readonly object partition
+    cdef readonly str path
     cdef readonly unsigned long long generation
     cdef dict slots  # thread ident (int) -> _Slot
     cdef bint closed
     cdef unsigned long last_ident  # the thread that read last, and its slot: a read from
     cdef _Slot last_slot           # the same thread skips the dict (no int to build)
 
-    def __init__(self, env, db):
+    def __init__(self, env, db, partition=None):
         self.env = env
         self.db = db
+        self.partition = partition
+        self.path = os.path.join(env.path(), "data.mdb")
         self.generation = 0
         self.slots = {}
         self.closed = False
@@ -233,21 +243,30 @@ cdef class PointReader:
     cdef object get_item(self, object key, object projection):
         cdef object storage_key = None
         cdef Py_ssize_t index
-        cdef bytes value
+        cdef bytes value, key_bytes
+        cdef ReadCache cache
         if type(key) is dict and PyDict_Size(key) == self.key_count:
             storage_key = plain_storage_key(_storage_key, <dict>key, self.hashed, self.pk_name,
                                             self.pk_type, self.sk_name, self.sk_type)
         if storage_key is None:
             storage_key = self.checked_key(key)
         index = owner(self.starts, storage_key)
-        raw = (<ReadCache>PyList_GET_ITEM(self.caches, index)).get(storage_key)
+        cache = <ReadCache>PyList_GET_ITEM(self.caches, index)
+        raw = cache.get(storage_key)
         if raw is None:
             return None
         value = <bytes?>raw
+        key_bytes = <bytes?>storage_key
         if projection is not None:
             projection = self.projection_of(projection)
-        return _decode_item(<const uint8_t *>PyBytes_AS_STRING(value),
-                            <size_t>PyBytes_GET_SIZE(value), projection)
+        try:
+            return _decode_item(<const uint8_t *>PyBytes_AS_STRING(value),
+                                <size_t>PyBytes_GET_SIZE(value), projection,
+                                <const uint8_t *>PyBytes_AS_STRING(key_bytes),
+                                <size_t>PyBytes_GET_SIZE(key_bytes))
+        except CorruptionError as err:  # the codec names the key; add partition and file
+            raise CorruptionError(err.message, partition=cache.partition,
+                                  path=cache.path) from None
 
 
 def get_item(table, key, projection=None):

@@ -52,7 +52,8 @@ def items():
 @pytest.fixture(scope="module")
 def raw_pairs(items):
     # The raw baseline gets the same keys (as bytes) and equally sized, pre-encoded values.
-    return [(item["id"].encode(), encode_item(item, table="bench")) for item in items]
+    return [(key, encode_item(item, table="bench", key=key))
+            for key, item in ((item["id"].encode(), item) for item in items)]
 
 
 @pytest.fixture

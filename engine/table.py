@@ -14,7 +14,7 @@ from itertools import chain
 from typing import Any
 
 from . import _batchroute, _itemcodec, _reads
-from .errors import ConditionalCheckFailedException, ValidationException
+from .errors import ConditionalCheckFailedException, CorruptionError, ValidationException
 from .expressions.ast import (
     And,
     Between,
@@ -89,11 +89,12 @@ class Page:
     scanned_size_bytes: int
 
 
-def encode_item(item: dict, *, table: str) -> bytes:
-    """Encode an item for storage, turning codec errors into ValidationException and
-    refusing items over DynamoDB's 400 KB limit (measured by DynamoDB's size formula)."""
+def encode_item(item: dict, *, table: str, key: bytes) -> bytes:
+    """Encode an item for storage under its storage ``key`` (which its checksums cover),
+    turning codec errors into ValidationException and refusing items over DynamoDB's
+    400 KB limit (measured by DynamoDB's size formula)."""
     try:
-        encoded = _itemcodec.encode_item(item)
+        encoded = _itemcodec.encode_item(item, key)
     except (ValueError, TypeError, OverflowError) as err:
         raise ValidationException(
             f"One or more parameter values were invalid in an item for table {table}: {err}"
@@ -103,7 +104,7 @@ def encode_item(item: dict, *, table: str) -> bytes:
     try:
         size = item_size(item)
     except TypeError:  # a form the codec accepts and the formula does not (tuples)
-        size = item_size(decode_item(encoded))
+        size = item_size(decode_item(encoded, key=key))
     if size > MAX_ITEM_SIZE_BYTES:
         raise ValidationException(
             f"Item size has exceeded the maximum allowed size (table {table}: {size} bytes "
@@ -112,8 +113,19 @@ def encode_item(item: dict, *, table: str) -> bytes:
     return encoded
 
 
-def decode_item(raw: bytes, projection: frozenset[str] | None = None) -> dict:
-    return _itemcodec.decode_item(raw, projection)
+def decode_item(raw: bytes, projection: frozenset[str] | None = None, *,
+                key: bytes | None = None) -> dict:
+    """Check and decode a stored item; pass the storage ``key`` it was read under whenever
+    it is at hand (it detects a damaged key). CorruptionError names the key."""
+    return _itemcodec.decode_item(raw, projection, key)
+
+
+def _raise_located(err: CorruptionError, partition: Partition) -> None:
+    """Re-raise a stored item's CorruptionError from the codec (which names only the key)
+    with the partition and its data file; return if ``err`` already names a place."""
+    if err.partition is None and err.path is None:
+        raise CorruptionError(err.message, partition=partition.name,
+                              path=partition.read_cache.path) from None
 
 
 def _projection(names: Iterable[str] | None) -> frozenset[str] | None:
@@ -294,10 +306,14 @@ class Table:
         """Write through the partition owning ``storage_key``; if a split, merge or move
         retired it while we waited for its lock, route again (SPEC §10)."""
         while True:
+            partition = self._partition_for(storage_key)
             try:
-                return self._partition_for(storage_key).write(plan)
+                return partition.write(plan)
             except PartitionRetired:
                 continue
+            except CorruptionError as err:  # the plan read a damaged item
+                _raise_located(err, partition)
+                raise
 
     # ------------------------------------------------------------------ single items
     def put_item(
@@ -320,7 +336,7 @@ class Table:
         tree = expressions.condition(condition)
         expressions.finish()
         storage_key = self.schema.key_of_item(item)
-        encoded = encode_item(item, table=self.name)
+        encoded = encode_item(item, table=self.name, key=storage_key)
         need_old = tree is not None or return_values == "ALL_OLD"
         on_failure = return_values_on_condition_check_failure
 
@@ -328,12 +344,13 @@ class Table:
             old_raw = get(storage_key) if need_old else None
             if tree is not None:
                 _check_condition_holds(
-                    tree, decode_item(old_raw) if old_raw is not None else None, on_failure)
+                    tree, decode_item(old_raw, key=storage_key) if old_raw is not None else None,
+                    on_failure)
             return [(OP_PUT, storage_key, encoded)], old_raw
 
         old_raw = self._write(storage_key, plan)
         if return_values == "ALL_OLD" and old_raw is not None:
-            return decode_item(old_raw)
+            return decode_item(old_raw, key=storage_key)
         return None
 
     def get_item(
@@ -382,14 +399,15 @@ class Table:
             old_raw = get(storage_key)
             if tree is not None:
                 _check_condition_holds(
-                    tree, decode_item(old_raw) if old_raw is not None else None, on_failure)
+                    tree, decode_item(old_raw, key=storage_key) if old_raw is not None else None,
+                    on_failure)
             if old_raw is None:
                 return [], None
             return [(OP_DELETE, storage_key, None)], old_raw
 
         old_raw = self._write(storage_key, plan)
         if return_values == "ALL_OLD" and old_raw is not None:
-            return decode_item(old_raw)
+            return decode_item(old_raw, key=storage_key)
         return None
 
     def update_item(
@@ -426,13 +444,13 @@ class Table:
 
         def plan(get):
             old_raw = get(storage_key)
-            old = decode_item(old_raw) if old_raw is not None else None
+            old = decode_item(old_raw, key=storage_key) if old_raw is not None else None
             if tree is not None:
                 _check_condition_holds(tree, old, on_failure)
             if old is None and remove_only:
                 return [], (None, None, ())
             new, touched = apply_update(update_tree, old, key, key_names)
-            encoded = encode_item(new, table=self.name)
+            encoded = encode_item(new, table=self.name, key=storage_key)
             return [(OP_PUT, storage_key, encoded)], (old, encoded, touched)
 
         old, encoded, touched = self._write(storage_key, plan)
@@ -444,7 +462,7 @@ class Table:
             return project_paths(old, touched) if old is not None else None
         if encoded is None:
             return None
-        new = decode_item(encoded)  # as stored: numbers normalized
+        new = decode_item(encoded, key=storage_key)  # as stored: numbers normalized
         return new if return_values == "ALL_NEW" else project_paths(new, touched)
 
     # ------------------------------------------------------------------ batches
@@ -473,7 +491,7 @@ class Table:
                 storage_key = schema.key_of_item(item)
                 seen.add(storage_key)
                 groups[pmap.index_for(storage_key)].append(
-                    (OP_PUT, storage_key, encode_item(item, table=self.name)))
+                    (OP_PUT, storage_key, encode_item(item, table=self.name, key=storage_key)))
                 routed += 1
         count = len(puts)
         for key in deletes:
@@ -522,10 +540,15 @@ class Table:
             by_partition.setdefault(pmap.index_for(storage_key), []).append(storage_key)
         result = []
         for index, storage_keys in by_partition.items():
-            for raw in partitions[index].get_many(storage_keys):
-                if raw is not None:
-                    item = decode_item(raw, top)
-                    result.append(project(item, tree) if nested else item)
+            values = partitions[index].get_many(storage_keys)
+            try:
+                for storage_key, raw in zip(storage_keys, values, strict=True):
+                    if raw is not None:
+                        item = decode_item(raw, top, key=storage_key)
+                        result.append(project(item, tree) if nested else item)
+            except CorruptionError as err:
+                _raise_located(err, partitions[index])
+                raise
         return result
 
     # ------------------------------------------------------------------ query / scan
@@ -566,7 +589,11 @@ class Table:
             for storage_key, raw in partitions[index].iter_range(
                 part_lo, part_hi, reverse=not forward
             ):
-                item = decode_item(raw, decode_names)
+                try:
+                    item = decode_item(raw, decode_names, key=storage_key)
+                except CorruptionError as err:
+                    _raise_located(err, partitions[index])
+                    raise
                 scanned += 1
                 page_bytes += len(raw)
                 if measure:
@@ -727,8 +754,12 @@ class Table:
         for partition in self.partitions:
             with partition.reader() as txn:
                 values = txn.cursor().iternext(keys=False, values=True)
-                while chunk := decode_items(values, SCAN_CHUNK_ITEMS, names):
-                    yield chunk
+                try:
+                    while chunk := decode_items(values, SCAN_CHUNK_ITEMS, names):
+                        yield chunk
+                except CorruptionError as err:  # values come without keys: checked alone
+                    _raise_located(err, partition)
+                    raise
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> tuple[int, int]:

@@ -114,7 +114,8 @@ def normalize_number(value: int | Decimal) -> int | Decimal:
 
 # ---------------------------------------------------------------------------- items
 
-ITEM_VERSION = 0x01
+ITEM_VERSION = 0x02  # with checksums (engine._itemcodec)
+LEGACY_ITEM_VERSION = 0x01
 T_NULL, T_FALSE, T_TRUE, T_N, T_S, T_B, T_SS, T_NS, T_BS, T_L, T_M = range(11)
 
 
@@ -154,5 +155,27 @@ def encode_value(value) -> bytes:
     raise TypeError(type(value).__name__)
 
 
-def encode_item(item: dict) -> bytes:
-    return bytes([ITEM_VERSION]) + _map_body(item)
+def encode_item(item: dict, key: bytes = b"") -> bytes:
+    """Version 2: the body, then CRC32C of it and CRC32C of it followed by ``key``."""
+    body = bytes([ITEM_VERSION]) + _map_body(item)
+    return body + struct.pack("<II", crc32c(body), crc32c(body + key))
+
+
+def encode_legacy_item(item: dict) -> bytes:
+    """Version 1, as written before item checksums (still read)."""
+    return bytes([LEGACY_ITEM_VERSION]) + _map_body(item)
+
+
+def item_body(value: bytes, key: bytes | None = None) -> bytes:
+    """The checked body of a stored item (version byte included): the decoder of
+    engine/backup/RESTORE_BY_HAND.md. ValueError for a value that fails a check."""
+    if value[:1] == bytes([LEGACY_ITEM_VERSION]):
+        return value  # written before checksums: nothing to check
+    if value[:1] != bytes([ITEM_VERSION]) or len(value) < 10:
+        raise ValueError("not a stored item")
+    body, value_crc, keyed_crc = value[:-8], *struct.unpack("<II", value[-8:])
+    if crc32c(body) != value_crc:
+        raise ValueError("the item fails its checksum")
+    if key is not None and crc32c(body + key) != keyed_crc:
+        raise ValueError("the item was not stored under this key")
+    return body

@@ -28,7 +28,7 @@ def schema(hashed: bool, with_sort: bool) -> KeySchema:
 
 def python_route(schema: KeySchema, starts: list[bytes], item: dict) -> tuple[int, bytes, bytes]:
     key = schema.key_of_item(item)
-    return bisect_right(starts, key) - 1, key, encode_item(item, table="t")
+    return bisect_right(starts, key) - 1, key, encode_item(item, table="t", key=key)
 
 
 items_strategy = st.lists(

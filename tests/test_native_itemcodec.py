@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import _itemcodec as ic
+from engine.errors import CorruptionError
 
 # ---------------------------------------------------------------------------- strategies
 
@@ -104,8 +105,9 @@ def test_round_trip(item):
     assert ic.decode_item(bytearray(encoded)) == item
 
 
-@given(item=items)
-def test_matches_reference_encoder(item):
+@given(item=items, key=st.binary(max_size=40))
+def test_matches_reference_encoder(item, key):
+    assert ic.encode_item(item, key) == ref.encode_item(item, key)
     assert ic.encode_item(item) == ref.encode_item(item)
 
 
@@ -183,7 +185,7 @@ def test_nesting_limit_is_32():
         ic.encode_item({"a": {"k": nested}})
     # hand-made bytes 33 lists deep are refused by the decoder too
     crafted = bytes([1, 1, 1]) + b"a" + bytes([ref.T_L, 1]) * 33 + bytes([ref.T_NULL])
-    with pytest.raises(ValueError, match="nesting deeper than 32"):
+    with pytest.raises(CorruptionError, match="nesting deeper than 32"):
         ic.decode_item(crafted)
 
 
@@ -231,33 +233,120 @@ def test_not_a_dict():
 
 @given(item=st.dictionaries(names, values, min_size=1, max_size=3))
 def test_truncation_and_trailing_bytes_raise(item):
-    encoded = ic.encode_item(item)
+    encoded = ic.encode_item(item, b"k")
     for cut in range(len(encoded)):
-        with pytest.raises(ValueError, match="malformed item"):
-            ic.decode_item(encoded[:cut])
-    with pytest.raises(ValueError, match="trailing"):
-        ic.decode_item(encoded + b"\x00")
+        with pytest.raises(CorruptionError, match="stored item under key 0x6b"):
+            ic.decode_item(encoded[:cut], key=b"k")
+    with pytest.raises(CorruptionError, match="checksum"):
+        ic.decode_item(encoded + b"\x00", key=b"k")
+    legacy = ref.encode_legacy_item(item)
+    for cut in range(1, len(legacy)):
+        with pytest.raises(CorruptionError, match="malformed item"):
+            ic.decode_item(legacy[:cut])
+    with pytest.raises(CorruptionError, match="trailing"):
+        ic.decode_item(legacy + b"\x00")
 
 
-@given(data=st.binary(max_size=40))
-def test_decoding_garbage_raises_value_error_only(data):
+@given(data=st.binary(max_size=40), version=st.sampled_from([b"\x01", b"\x02", b""]))
+def test_decoding_garbage_raises_corruption_error_only(data, version):
     try:
-        item = ic.decode_item(b"\x01" + data)
-    except ValueError:
+        item = ic.decode_item(version + data)
+    except CorruptionError:
         return
     assert isinstance(item, dict)
 
 
 def test_unknown_format_version():
-    with pytest.raises(ValueError, match="format version"):
-        ic.decode_item(b"\x02\x00")
-    with pytest.raises(ValueError, match="format version"):
+    with pytest.raises(CorruptionError, match="unknown format version byte 0x03"):
+        ic.decode_item(b"\x03\x00")
+    with pytest.raises(CorruptionError, match="empty"):
         ic.decode_item(b"")
+    with pytest.raises(CorruptionError, match="too short"):
+        ic.decode_item(b"\x02\x00")
 
 
 def test_public_names():
-    assert callable(ic.encode_item) and callable(ic.decode_item)
-    assert ic.FORMAT_VERSION == 1 and ic.MAX_DEPTH == 32
+    assert callable(ic.encode_item) and callable(ic.decode_item) and callable(ic.check_item)
+    assert ic.FORMAT_VERSION == 2 and ic.LEGACY_FORMAT_VERSION == 1 and ic.MAX_DEPTH == 32
+    assert ic.TRAILER_BYTES == 8
+
+
+# ---------------------------------------------------------------------------- checksums
+# Version 2 carries CRC32C(body) and CRC32C(body | key): every damaged byte of the value,
+# and a value read under another key, is a CorruptionError naming the key; version-1 items
+# (written before checksums) still decode.
+
+keys = st.binary(min_size=1, max_size=40)
+
+
+@given(item=items, key=keys)
+def test_keyed_round_trip(item, key):
+    encoded = ic.encode_item(item, key)
+    assert len(encoded) == len(ref.encode_legacy_item(item)) + ic.TRAILER_BYTES
+    assert ic.decode_item(encoded, key=key) == item
+    assert ic.decode_item(encoded) == item  # the value's own checksum only
+    assert ic.decode_items(iter([encoded, encoded]), 5) == [item, item]
+    assert ic.check_item(key, encoded) == 2
+    assert ref.item_body(encoded, key) == encoded[:-8]
+
+
+@given(item=items, key=keys, data=st.data())
+def test_every_flipped_byte_is_corruption(item, key, data):
+    encoded = bytearray(ic.encode_item(item, key))
+    position = data.draw(st.integers(0, len(encoded) - 1))
+    encoded[position] ^= data.draw(st.integers(1, 255))
+    with pytest.raises(CorruptionError, match="stored item"):
+        ic.decode_item(bytes(encoded), key=key)
+    with pytest.raises(CorruptionError):
+        ic.check_item(key, bytes(encoded))
+    # Without the key only the last 4 bytes (the key binding) go unchecked: a flip there
+    # leaves the value intact, so it may decode, but only to the true item.
+    for decode in (lambda raw: ic.decode_item(raw), lambda raw: ic.decode_items(iter([raw]), 1)[0]):
+        if position < len(encoded) - 4:
+            with pytest.raises(CorruptionError, match="stored item"):
+                decode(bytes(encoded))
+        else:
+            assert decode(bytes(encoded)) == item
+
+
+@given(item=items, key=keys, data=st.data())
+def test_a_value_under_another_key_is_corruption(item, key, data):
+    encoded = ic.encode_item(item, key)
+    other = bytearray(key)
+    other[data.draw(st.integers(0, len(key) - 1))] ^= data.draw(st.integers(1, 255))
+    with pytest.raises(CorruptionError, match=f"under key 0x{bytes(other).hex()}.*not stored"):
+        ic.decode_item(encoded, key=bytes(other))
+    with pytest.raises(CorruptionError, match="not stored under this key"):
+        ic.check_item(bytes(other), encoded)
+
+
+@given(item=items)
+def test_a_version_byte_flipped_to_legacy_is_corruption(item):
+    encoded = ic.encode_item(item, b"k")
+    with pytest.raises(CorruptionError, match="8 trailing bytes"):
+        ic.decode_item(b"\x01" + encoded[1:], key=b"k")
+
+
+@given(item=items, key=keys)
+def test_legacy_items_still_decode(item, key):
+    legacy = ref.encode_legacy_item(item)
+    assert ic.decode_item(legacy, key=key) == item
+    assert ic.decode_item(legacy) == item
+    assert ic.decode_items(iter([legacy]), 1) == [item]
+    assert ic.check_item(key, legacy) == 1
+    assert ref.item_body(legacy, key) == legacy
+    # rewritten, it becomes version 2
+    assert ic.encode_item(ic.decode_item(legacy, key=key), key)[0] == ic.FORMAT_VERSION
+
+
+def test_the_error_names_a_long_key_shortened():
+    key = bytes(range(100))
+    encoded = bytearray(ic.encode_item({"a": 1}, key))
+    encoded[2] ^= 0xFF
+    with pytest.raises(CorruptionError) as caught:
+        ic.decode_item(bytes(encoded), key=key)
+    assert f"under key 0x{key[:64].hex()}... (100 bytes)" in str(caught.value)
+    assert caught.value.partition is None and caught.value.path is None
 
 
 # ---------------------------------------------------------------------------- name caches
@@ -308,7 +397,7 @@ def test_any_number_body_decodes_canonically_or_raises_value_error(body):
     raw = bytes([1, 1, 1, ord("n"), 0x03]) + body
     try:
         value = ic.decode_item(raw)["n"]
-    except ValueError:
+    except CorruptionError:
         return
     assert ref.number_body(value) == body
 
