@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,16 +24,7 @@ from engine.errors import (
 )
 from engine.expressions import legacy
 from engine.expressions.ast import (
-    And,
-    Arithmetic,
-    Between,
-    Call,
-    Compare,
     Condition,
-    In,
-    Not,
-    Or,
-    Path,
     Projection,
     Update,
 )
@@ -49,7 +40,6 @@ __all__ = [
     "open_table",
     "parse_key",
     "check_item_key",
-    "condition_paths",
 ]
 
 _TABLE_NAME = re.compile(r"[a-zA-Z0-9_.-]+")
@@ -325,29 +315,3 @@ def top_level_names(projection: Projection) -> list[str] | None:
             return None
         names.append(path.elements[0])
     return names
-
-
-def condition_paths(node: Any) -> Iterable[Path]:
-    """Every document path a condition (or operand) reads."""
-    if isinstance(node, Path):
-        yield node
-    elif isinstance(node, (And, Or)):
-        yield from condition_paths(node.left)
-        yield from condition_paths(node.right)
-    elif isinstance(node, Not):
-        yield from condition_paths(node.operand)
-    elif isinstance(node, Compare):
-        yield from condition_paths(node.left)
-        yield from condition_paths(node.right)
-    elif isinstance(node, Between):
-        for operand in (node.operand, node.low, node.high):
-            yield from condition_paths(operand)
-    elif isinstance(node, In):
-        for operand in (node.operand, *node.options):
-            yield from condition_paths(operand)
-    elif isinstance(node, Call):
-        for argument in node.args:
-            yield from condition_paths(argument)
-    elif isinstance(node, Arithmetic):
-        yield from condition_paths(node.left)
-        yield from condition_paths(node.right)

@@ -21,7 +21,8 @@ from typing import Any
 from engine.attrvalue import serialize_item
 from engine.errors import ValidationException
 from engine.expressions import legacy
-from engine.expressions.ast import Projection
+from engine.expressions.ast import Path, Projection
+from engine.expressions.keycondition import check_filter_keys, check_key_paths, key_condition
 
 from .capacity import add_consumed, capacity_mode, read_units
 from .common import (
@@ -29,7 +30,6 @@ from .common import (
     RequestExpressions,
     ServerContext,
     boolean,
-    condition_paths,
     enum,
     get,
     key_schema,
@@ -83,12 +83,7 @@ def _filter(request: dict, expressions: RequestExpressions | None, parameter: st
         assert expressions is not None
         condition = expressions.condition(request["FilterExpression"], "FilterExpression")
         if key_names:
-            for path in condition_paths(condition):
-                if path.elements[0] in key_names:
-                    raise ValidationException(
-                        "Filter Expression can only contain non-primary key attributes: "
-                        f"Primary key attribute: {path.elements[0]}"
-                    )
+            check_filter_keys(condition, key_names)
         return condition
     return legacy.filter_condition(
         request.get(parameter), request.get("ConditionalOperator"),
@@ -96,8 +91,8 @@ def _filter(request: dict, expressions: RequestExpressions | None, parameter: st
     )
 
 
-def _respond(request: dict, table: Any, page: Any, select: str, projection: Any,
-             capacity: str, consistent: bool) -> dict:
+def _respond(table: Any, page: Any, select: str, capacity: str, consistent: bool) -> dict:
+    """The response of one page; capacity on the evaluated items' size, rounded once."""
     response: dict[str, Any] = {"Count": len(page.items), "ScannedCount": page.scanned_count}
     if select != "COUNT":
         response["Items"] = [serialize_item(item) for item in page.items]
@@ -110,14 +105,8 @@ def _respond(request: dict, table: Any, page: Any, select: str, projection: Any,
 def _engine_projection(select: str, projection: Projection | None, schema: list) -> Any:
     """What the engine should return: COUNT needs no attributes (keys keep it cheap)."""
     if select == "COUNT":
-        return Projection(tuple(_path(name) for name, _ in schema))
+        return Projection(tuple(Path((name,)) for name, _ in schema))
     return projection
-
-
-def _path(name: str) -> Any:
-    from engine.expressions.ast import Path
-
-    return Path((name,))
 
 
 def query(ctx: ServerContext, request: dict) -> dict:
@@ -135,8 +124,6 @@ def query(ctx: ServerContext, request: dict) -> dict:
     sort_key = schema[1] if len(schema) > 1 else None
     if request.get("KeyConditionExpression") is not None:
         assert expressions is not None
-        from engine.expressions.keycondition import key_condition
-
         bound = expressions.condition(
             request["KeyConditionExpression"], "KeyConditionExpression"
         )
@@ -151,6 +138,8 @@ def query(ctx: ServerContext, request: dict) -> dict:
             "in the request."
         )
     projection = projection_of(request, expressions)
+    if projection is not None:
+        check_key_paths(projection, [n for n, _ in schema])
     select = _select(request, projection)
     condition = _filter(request, expressions, "QueryFilter", [n for n, _ in schema])
     if expressions is not None:
@@ -174,7 +163,7 @@ def query(ctx: ServerContext, request: dict) -> dict:
         filter=condition,
         measure=capacity != "NONE",
     )
-    return _respond(request, table, page, select, projection, capacity, consistent)
+    return _respond(table, page, select, capacity, consistent)
 
 
 def _start_key(schema: list, raw: Any) -> dict:
@@ -221,7 +210,7 @@ def scan(ctx: ServerContext, request: dict) -> dict:
         filter=condition,
         measure=capacity != "NONE",
     )
-    return _respond(request, table, page, select, projection, capacity, consistent)
+    return _respond(table, page, select, capacity, consistent)
 
 
 def _segments(request: dict) -> tuple[int | None, int | None]:
