@@ -326,7 +326,8 @@ def _stop_signals_return_normally() -> Iterator[None]:
 
 _EPILOG = """\
 Every request must be signed (AWS Signature V4) with one of the credentials. With the
-defaults, any unmodified client works:
+defaults, the AWS CLI and SDKs connect without changes (which operations and expression
+features are supported: the README's compatibility notes):
 
   AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION=us-east-1 \\
       aws dynamodb list-tables --endpoint-url http://127.0.0.1:8000
