@@ -22,7 +22,7 @@ from engine.errors import (
     SerializationException,
     ValidationException,
 )
-from engine.expressions import legacy
+from engine.expressions import legacy, parser
 from engine.expressions.ast import (
     Condition,
     Projection,
@@ -234,8 +234,6 @@ def check_item_key(schema: list[tuple[str, str]], item: dict[str, Any]) -> tuple
 def _parse(kind: str, text: str) -> Any:
     """The unbound tree (the parser caches it by (kind, text): it holds no request values,
     so every request sending the same expression shares it)."""
-    from engine.expressions import parser
-
     if kind == "UpdateExpression":
         return parser.parse_update(text)
     if kind == "ProjectionExpression":
@@ -249,8 +247,6 @@ class RequestExpressions:
     placeholders once every expression of the request was bound (:meth:`finish`)."""
 
     def __init__(self, request: dict) -> None:
-        from engine.expressions import parser
-
         names = request.get("ExpressionAttributeNames")
         raw_values = request.get("ExpressionAttributeValues")
         if names is not None and not isinstance(names, dict):
@@ -261,7 +257,7 @@ class RequestExpressions:
                     raise SerializationException(
                         f"ExpressionAttributeNames value for {name} must be a string"
                     )
-        values = raw_values
+        values: dict[str, Any] | None = None
         if raw_values is not None:
             if not isinstance(raw_values, dict):
                 raise SerializationException("ExpressionAttributeValues must be a map")
@@ -274,15 +270,12 @@ class RequestExpressions:
                         f"ExpressionAttributeValues contains invalid value: {err.message} for "
                         f"key {name}"
                     ) from None
-        self._parser = parser
         self.placeholders = Placeholders(names, values)
-        self._bound: list[str] = []
 
     def _bind(self, kind: str, text: Any) -> Any:
         if not isinstance(text, str):
             raise SerializationException(f"{kind} must be a string")
-        self._bound.append(kind)
-        return self._parser.bind(_parse(kind, text), self.placeholders, kind)
+        return parser.bind(_parse(kind, text), self.placeholders, kind)
 
     def condition(self, text: Any, kind: str = "ConditionExpression") -> Condition:
         return self._bind(kind, text)
