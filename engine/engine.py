@@ -97,8 +97,10 @@ class Engine:
         backup_compression_level: int = 3,
         auto_split_bytes: int | None = None,
         background_nice: int = DEFAULT_BACKGROUND_NICE,
+        index_backfill_pace: float | None = None,
     ) -> None:
         self.path = Path(path)
+        self._index_backfill_pace = index_backfill_pace
         self.region = region
         self.map_size_bytes = map_size_bytes
         self.wal_segment_bytes = wal_segment_bytes
@@ -132,7 +134,7 @@ class Engine:
                                          wal_segment_bytes=self.wal_segment_bytes)
         locks = TableLocks()
         self._replicas = ReplicaManager(tables, locks)
-        self._indexes = IndexManager(tables, locks)
+        self._indexes = IndexManager(tables, locks, backfill_pace=self._index_backfill_pace)
         self._repartitioner = Repartitioner(tables, locks, self._replicas.forget_partition,
                                             drain_indexes=self._indexes.drain)
         interrupted_restores = self._recover_tables()
@@ -165,7 +167,9 @@ class Engine:
         ``backup_parallelism`` (partitions exported at once), ``backup_compression_level``,
         ``auto_split_bytes`` (split any partition whose LMDB pages in use exceed it; off by
         default), ``background_nice`` (nice increment of backup threads, default 10, so
-        requests win the CPU; 0 = same priority).
+        requests win the CPU; 0 = same priority), ``index_backfill_pace`` (a GSI backfill
+        sleeps this fraction of each batch's time so writers keep their latency; default
+        0.5, 0 = flat out).
 
         A failed open (a corrupt WAL record, say) closes everything it had opened before
         raising, so the same directory can be opened again in this process once repaired.
@@ -429,6 +433,8 @@ class Engine:
         sync: str | None = None,
         *,
         store: ObjectStore | None = None,
+        global_indexes: Sequence[dict] | None = None,
+        local_indexes: Sequence[dict] | None = None,
     ) -> dict:
         """Restore a backup into a new table (SPEC §8); returns it with status CREATING.
 
@@ -437,10 +443,18 @@ class Engine:
         from another store's backup (by manifest, with no catalog record), as the offline
         tools do. Wait with :meth:`wait_for_table`: ACTIVE, or FAILED with
         ``failure_reason`` (delete it with :meth:`delete_table`).
+
+        Secondary indexes (DynamoDB's GlobalSecondaryIndexOverride /
+        LocalSecondaryIndexOverride): ``None`` restores the backed-up ones; a list of
+        definitions is exactly the restored table's indexes (drop one by leaving it out,
+        add one, change a projection). Every index is rebuilt from the restored items
+        before the table is ACTIVE.
         """
         self._check_open()
         return self.restores.restore_table(backup_id, target_table, partitions=partitions,
-                                           split_points=split_points, sync=sync, store=store)
+                                           split_points=split_points, sync=sync, store=store,
+                                           global_indexes=global_indexes,
+                                           local_indexes=local_indexes)
 
     def wait_for_table(self, name: str, timeout: float = 600.0) -> dict:
         """Block until a table is no longer CREATING; returns its description."""

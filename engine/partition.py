@@ -44,6 +44,7 @@ from .indexes.maintain import (
     iter_outbox,
     load_index_state,
     outbox_lsn,
+    rebuild_local_indexes,
     store_index_meta,
 )
 from .pagegaps import clear_copy_page_gaps
@@ -360,6 +361,19 @@ class Partition:
         with self._write_lock:
             self._check_open()
             self.index_state = store_index_meta(self.env, self.meta_db, meta)
+            self.env.sync(True)
+
+    def reset_indexes(self) -> None:
+        """Empty the GSI outbox and recompute every LSI from the items (a restored
+        partition: engine.indexes.restore)."""
+        with self._write_lock:
+            self._check_open()
+            state = self.index_state
+            if state is None:
+                return
+            with self.env.begin(write=True) as txn:
+                txn.drop(state.outbox_db, delete=False)
+            rebuild_local_indexes(self.env, self.items_db, state)
             self.env.sync(True)
 
     def outbox_batch(self, id_bytes: bytes, limit: int) -> list[tuple[bytes, bytes]]:

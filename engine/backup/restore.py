@@ -50,6 +50,7 @@ from ..errors import (
     StorageFullError,
     ValidationException,
 )
+from ..indexes.restore import read_index_meta
 from ..keys import KeySchema
 from ..layout import initial_boundaries
 from ..partition import DEFAULT_MAP_SIZE
@@ -251,6 +252,7 @@ class RestoreJob:
             bytes_total=sum(p.object_size_bytes or 0 for p in manifest.partitions))
         self._on_bytes = on_bytes
         self._cancel = threading.Event()
+        self.index_meta: dict | None = None  # set by run(): the backed-up index definitions
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -276,6 +278,11 @@ class RestoreJob:
             else:
                 self.progress.phase = "repartitioning"
                 results = self._repartition(work)
+            # The backed-up index definitions (engine.indexes.restore): every partition
+            # environment stores the same ones.
+            first = self.manifest.partitions[0].partition_id
+            self.index_meta = read_index_meta(
+                self.table_dir / first / "lmdb" if self.fast_path else work / "src" / first)
             shutil.rmtree(work, ignore_errors=True)
             self.progress.phase = "done"
             return results

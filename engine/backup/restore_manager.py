@@ -37,6 +37,7 @@ from ..errors import (
     TableNotFoundException,
     ValidationException,
 )
+from ..indexes.restore import build_restored_indexes, check_overrides, restored_indexes
 from ..keys import validate_table_name
 from ..partition_map import PartitionMap
 from ..store import ObjectStore, open_store
@@ -114,7 +115,12 @@ class RestoreManager:
         split_points: Sequence[Any] | None = None,
         sync: str | None = None,
         store: ObjectStore | None = None,
+        global_indexes: Sequence[dict] | None = None,
+        local_indexes: Sequence[dict] | None = None,
     ) -> dict:
+        """Start a restore (see :meth:`engine.Engine.restore_table`). ``global_indexes`` /
+        ``local_indexes``: None restores the backed-up indexes; a list is exactly the
+        indexes of the restored table (engine.indexes.restore), all built before ACTIVE."""
         validate_table_name(target_table)
         if sync is not None and sync not in SYNC_POLICIES:
             raise ValidationException(f"sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}")
@@ -127,6 +133,9 @@ class RestoreManager:
         else:
             manifest = read_manifest(store, backup_id)
         target_map = plan_partition_map(manifest, partitions, split_points)
+        overrides = None
+        if global_indexes is not None or local_indexes is not None:
+            overrides = check_overrides(manifest.key_schema, local_indexes, global_indexes)
         with self.tables.lock, self.backups.lock:
             if self.catalog.get_table(target_table) is not None:
                 raise TableAlreadyExistsException(f"Table already exists: {target_table}")
@@ -143,6 +152,8 @@ class RestoreManager:
                 "restore": {"backup_id": backup_id, "store": store.url,
                             "own_store": own_store, "started_at": time.time()},
             }
+            if overrides is not None:
+                table_record["restore"]["index_overrides"] = overrides
             if own_store:
                 self._mark_in_use(backup_id, restore=target_table)
             self.catalog.put_table(table_record)
@@ -173,10 +184,20 @@ class RestoreManager:
         finished = False  # ACTIVE or FAILED: the backup is no longer in use by it
         try:
             run.job.run()
+            indexes = restored_indexes(run.job.index_meta, record["key_schema"],
+                                       record["restore"].get("index_overrides"))
             with self.tables.lock:
                 if self.tables.closed:
                     raise RestoreCancelled("engine closed")
-                self.tables.open_table(record)
+                record.pop("indexes", None)
+                if indexes is not None:
+                    record["indexes"] = indexes
+                table = self.tables.open_table(record)
+            if indexes is not None:  # rebuilt from the restored items before ACTIVE
+                build_restored_indexes(table, record, lambda data: self._empty_gsi(record, data))
+            with self.tables.lock:
+                if self.tables.closed:
+                    raise RestoreCancelled("engine closed")
                 record["status"] = "ACTIVE"
                 record["restore"]["completed_at"] = time.time()
                 if run.job.progress.partitions_kept:  # finished before an interruption
@@ -193,6 +214,15 @@ class RestoreManager:
                 self._restores.pop(record["name"], None)
             if run.own_store and finished:
                 self._release(backup_id, restore=record["name"])
+
+    def _empty_gsi(self, record: dict, data: dict):
+        """An empty store for a restored table's GSI (drops what a crash left)."""
+        store = self.tables.gsi_stores(record["name"]).get(data["name"])
+        if store is not None:
+            store.drop()
+        store = self.tables.new_gsi_store(record, data)
+        self.tables.set_gsi_store(record["name"], data["name"], store)
+        return store
 
     def _mark_table_failed(self, record: dict, reason: str) -> None:
         record["status"] = "FAILED"

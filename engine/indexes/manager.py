@@ -66,13 +66,14 @@ def _global_entry(record: dict, index_name: str) -> dict | None:
 class IndexManager:
     """Secondary indexes of one engine's tables (see the module docstring)."""
 
-    def __init__(self, tables: IndexedTables, locks: PartitionLocks) -> None:
+    def __init__(self, tables: IndexedTables, locks: PartitionLocks, *,
+                 backfill_pace: float | None = None) -> None:
         self.tables = tables
         self.locks = locks
         self._backfills: dict[tuple[str, str], _Backfill] = {}
         self._guard = threading.Lock()
         self._closed = False
-        self.backfill_pace_ratio: float | None = None  # None: backfill's default
+        self.backfill_pace_ratio = backfill_pace  # None: BACKFILL_PACE_RATIO
         self.follower = IndexFollower(
             tables=self._followed_tables,
             partitions=lambda name: self.tables.table(name).partitions,
