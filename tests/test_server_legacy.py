@@ -12,6 +12,8 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_server_http import (  # noqa: F401  (module-scoped fixtures: engine, app, server, client)
     ACCESS_KEY,
     REGION,
@@ -23,6 +25,10 @@ from test_server_http import (  # noqa: F401  (module-scoped fixtures: engine, a
     new_table,
     server,
 )
+
+from engine.attrvalue import serialize
+from engine.expressions import legacy as legacy_module
+from engine.expressions.evaluate import evaluate
 
 
 def message(caught: pytest.ExceptionInfo) -> str:
@@ -475,3 +481,104 @@ def test_attribute_updates_on_a_missing_item(table):
         key = {"pk": f"missing-{next(_keys)}"}
         table.update_item(Key=key, AttributeUpdates=update)
         assert ("Item" in table.get_item(Key=key)) == created, update
+
+
+# --- the translation against a reference, over generated items ---------------------------
+
+SCALAR_VALUES = st.one_of(st.integers(-3, 3), st.sampled_from(["", "a", "ab", "b", "ba"]),
+                          st.sampled_from([b"", b"a", b"ab", b"b"]))
+ATTRIBUTE_VALUES = st.one_of(
+    SCALAR_VALUES, st.booleans(), st.none(),
+    st.sets(st.sampled_from(["a", "ab", "b"]), min_size=1, max_size=3),
+    st.sets(st.integers(-3, 3), min_size=1, max_size=3),
+    st.lists(SCALAR_VALUES, max_size=3),
+)
+
+
+def reference_kind(value):
+    if isinstance(value, bool):
+        return "BOOL"
+    if isinstance(value, int):
+        return "N"
+    if isinstance(value, str):
+        return "S"
+    if isinstance(value, bytes):
+        return "B"
+    if value is None:
+        return "NULL"
+    if isinstance(value, (set, frozenset)):
+        return "NS" if all(isinstance(v, int) for v in value) else "SS"
+    return "L"
+
+
+def same(left, right) -> bool:
+    return reference_kind(left) == reference_kind(right) and left == right
+
+
+def reference(operator: str, present: bool, value, operands: list) -> bool:
+    """The legacy operators as the API Reference's Condition data type describes them."""
+    if operator == "NULL":
+        return not present
+    if operator == "NOT_NULL":
+        return present
+    if operator == "NE":
+        return not (present and same(value, operands[0]))
+    if not present:
+        return False
+    if operator == "EQ":
+        return same(value, operands[0])
+    if operator == "IN":
+        return any(same(value, operand) for operand in operands)
+    kind = reference_kind(value)
+    if operator in ("LT", "LE", "GT", "GE", "BETWEEN"):
+        if any(reference_kind(operand) != kind for operand in operands):
+            return False
+        if operator == "BETWEEN":
+            return operands[0] <= value <= operands[1]
+        return {"LT": value < operands[0], "LE": value <= operands[0],
+                "GT": value > operands[0], "GE": value >= operands[0]}[operator]
+    if operator == "BEGINS_WITH":
+        return kind == reference_kind(operands[0]) and value.startswith(operands[0])
+    operand = operands[0]
+    if kind in ("S", "B"):
+        holds = reference_kind(operand) == kind and operand in value
+    elif kind in ("SS", "NS"):
+        holds = any(same(member, operand) for member in value)
+    elif kind == "L":
+        holds = any(same(element, operand) for element in value)
+    else:
+        holds = False
+    return holds if operator == "CONTAINS" else not holds
+
+
+@st.composite
+def legacy_conditions(draw):
+    operator = draw(st.sampled_from(legacy_module.COMPARISON_OPERATORS))
+    if operator in ("NULL", "NOT_NULL"):
+        operands = []
+    elif operator == "BETWEEN":
+        low, high = draw(st.one_of(
+            st.lists(st.integers(-3, 3), min_size=2, max_size=2),
+            st.lists(st.sampled_from(["a", "ab", "b"]), min_size=2, max_size=2)).map(sorted))
+        operands = [low, high]
+    elif operator == "IN":
+        kind = draw(st.sampled_from([st.integers(-3, 3), st.sampled_from(["a", "ab", "b"])]))
+        operands = draw(st.lists(kind, min_size=1, max_size=3))
+    elif operator == "BEGINS_WITH":
+        operands = [draw(st.sampled_from(["a", "b", b"a"]))]
+    elif operator in ("EQ", "NE"):
+        operands = [draw(ATTRIBUTE_VALUES.filter(lambda v: v != "" and v != b""))]
+    else:
+        operands = [draw(SCALAR_VALUES.filter(lambda v: v != "" and v != b""))]
+    return operator, operands
+
+
+@settings(max_examples=300, deadline=None)
+@given(legacy_conditions(), st.booleans(), ATTRIBUTE_VALUES)
+def test_legacy_operators_match_the_reference(condition, present, value):
+    operator, operands = condition
+    item = {"pk": "k", "a": value} if present else {"pk": "k"}
+    spec = {"ComparisonOperator": operator,
+            "AttributeValueList": [serialize(operand) for operand in operands]}
+    tree = legacy_module.filter_condition({"a": spec}, parameter="ScanFilter")
+    assert evaluate(tree, item) == reference(operator, present, item.get("a"), operands)
