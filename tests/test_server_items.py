@@ -439,3 +439,16 @@ def test_batch_invalid_table_name(server):  # noqa: F811
         raw_client(server).batch_write_item(RequestItems={"missing-table": [
             {"PutRequest": {"Item": {"pk": {"S": "a"}}}}]})
     assert error_code(caught) == "ResourceNotFoundException"
+
+
+def test_projection_of_nothing_returns_an_empty_item(client, table):  # noqa: F811
+    # The item exists, none of the projected paths do: DynamoDB answers "Item": {}.
+    key = {"pk": {"S": "empty-projection"}}
+    client.put_item(TableName=table, Item={**key, "a": {"M": {"b": {"N": "1"}}}})
+    for expression in ("x", "a.x", "a[0]", "a.b.c"):
+        response = client.get_item(TableName=table, Key=key, ProjectionExpression=expression)
+        assert response["Item"] == {}, expression
+    response = client.get_item(TableName=table, Key=key, AttributesToGet=["nothing"])
+    assert response["Item"] == {}
+    assert "Item" not in client.get_item(TableName=table, Key={"pk": {"S": "absent"}},
+                                         ProjectionExpression="x")
