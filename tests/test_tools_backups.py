@@ -430,3 +430,20 @@ def test_bomb_object_is_refused_on_its_first_page(backed_up, capsys, tmp_path):
     assert code == 1
     statuses = {p["partition_id"]: p["status"] for p in json.loads(out)["partitions"]}
     assert statuses == {"p0000": "corrupt", "p0001": "ok", "p0002": "ok"}
+
+
+def test_oversized_manifest_is_refused_from_its_size(backed_up, capsys, monkeypatch):
+    from engine.backup import manifest as manifest_module
+    from engine.backup import offline
+
+    store, backup_id, _ = backed_up
+    size = _manifest_path(store, backup_id).stat().st_size
+    monkeypatch.setattr(offline, "MAX_MANIFEST_BYTES", size - 1)
+    monkeypatch.setattr(manifest_module, "MAX_MANIFEST_BYTES", size - 1)
+    code, _, err = run(capsys, "describe", backup_id, "--store", store)
+    assert code == 1
+    assert f"manifest is {size} bytes, more than the {size - 1}" in _one_line(err)
+    code, out, _ = run(capsys, "ls", "--store", store, "--json")
+    assert code == 0
+    listed = {b["backup_id"]: b for b in json.loads(out)}
+    assert listed[backup_id]["status"] == "CORRUPT"

@@ -42,7 +42,13 @@ from ..store import ObjectStore
 from . import tar_stream
 from .copy import copy_backup_objects
 from .logical import ITEMS_DB, open_readonly
-from .manifest import BackupManifest, PartitionManifest, check_inflatable, manifest_key
+from .manifest import (
+    MAX_MANIFEST_BYTES,
+    BackupManifest,
+    PartitionManifest,
+    check_inflatable,
+    manifest_key,
+)
 from .package import DATA_MEMBER, MANIFEST_MEMBER
 from .restore_manager import read_manifest as _read_manifest
 from .unpack import unpack_partition
@@ -171,10 +177,24 @@ def _largest_partitions_bytes(manifest: BackupManifest, count: int) -> int:
 
 def read_manifest(store: ObjectStore, backup_id: str) -> BackupManifest:
     """The backup's manifest, checked as the offline tools need it: parsed with bounds
-    (engine.backup.manifest) and every declared data size inflatable from its object."""
+    (engine.backup.manifest) and every declared data size inflatable from its object.
+    An oversized manifest object is refused from its size, before it is read."""
+    try:
+        key = manifest_key("", backup_id)
+        size = store.head(key).size
+    except (ObjectNotFoundError, ValidationException, ValueError):
+        pass  # _read_manifest reports a missing backup or a bad id, naming it
+    else:
+        _check_manifest_size(size, f"{store.url}/{key}")
     manifest = _read_manifest(store, backup_id)
     check_inflatable(manifest, f"{store.url}/{manifest_key('', backup_id)}")
     return manifest
+
+
+def _check_manifest_size(size: int | None, source: str) -> None:
+    if size is not None and size > MAX_MANIFEST_BYTES:
+        raise CorruptionError(f"manifest is {size} bytes, more than the {MAX_MANIFEST_BYTES} "
+                              "a manifest can be; not read", path=source)
 
 
 def summary(manifest: BackupManifest) -> dict[str, Any]:
@@ -205,6 +225,7 @@ def list_backups(store: ObjectStore, *, table: str | None = None, since: float |
         if match is None:
             continue
         try:
+            _check_manifest_size(info.size, f"{store.url}/{info.key}")
             entry = summary(read_manifest(store, match.group(1)))
         except CorruptionError as err:
             entry = {"backup_id": match.group(1), "status": "CORRUPT", "error": str(err),
