@@ -447,3 +447,14 @@ def test_oversized_manifest_is_refused_from_its_size(backed_up, capsys, monkeypa
     assert code == 0
     listed = {b["backup_id"]: b for b in json.loads(out)}
     assert listed[backup_id]["status"] == "CORRUPT"
+
+
+def test_s3_bucket_that_does_not_exist_is_usage_error(rclone_server, capsys, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "tessera-test-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "tessera-test-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    code, out, err = run(capsys, "ls", "--store", "s3://no-such-bucket/tessera",
+                         "--endpoint-url", rclone_server.endpoint_url, "--json")
+    assert code == 2
+    assert "no backup store at s3://no-such-bucket/tessera" in _one_line(err)
+    assert json.loads(out)["error"]["exit_code"] == 2

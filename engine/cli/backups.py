@@ -208,9 +208,23 @@ def _with_store(handler):
     errors are reported by engine.cli.main."""
     def run(args: argparse.Namespace) -> int:
         with _open(args.store, args.endpoint_url) as store:
-            return handler(args, store)
+            try:
+                return handler(args, store)
+            except StoreError as err:
+                if _no_such_bucket(err):  # the S3 form of a store that does not exist
+                    raise UsageError(f"no backup store at {args.store}: {err.message}") from err
+                raise
     run.__doc__ = handler.__doc__
     return run
+
+
+def _no_such_bucket(err: BaseException | None) -> bool:
+    while err is not None:
+        response = getattr(err, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return True
+        err = err.__cause__
+    return False
 
 
 @_with_store
