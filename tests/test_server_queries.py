@@ -290,6 +290,20 @@ def test_query_start_key_of_another_partition(client, table):  # noqa: F811
     assert error_code(caught) == "ValidationException"
 
 
+def test_query_start_key_outside_the_key_condition(client, table):  # noqa: F811
+    with pytest.raises(ClientError) as caught:
+        client.query(TableName=table, KeyConditionExpression="pk = :p AND sk > :n",
+                     ExpressionAttributeValues={":p": {"S": "a"}, ":n": {"N": "5"}},
+                     ExclusiveStartKey={"pk": {"S": "a"}, "sk": {"N": "2"}})
+    assert error_code(caught) == "ValidationException"
+    assert "outside query boundaries" in message(caught)
+    # A key at the boundary of the range is inside it.
+    page = client.query(TableName=table, KeyConditionExpression="pk = :p AND sk >= :n",
+                        ExpressionAttributeValues={":p": {"S": "a"}, ":n": {"N": "5"}},
+                        ExclusiveStartKey={"pk": {"S": "a"}, "sk": {"N": "5"}})
+    assert sort_keys(page) == list(range(6, ITEMS_PER_PARTITION))
+
+
 # --- parallel scan ----------------------------------------------------------------------
 
 

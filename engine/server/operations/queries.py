@@ -153,6 +153,13 @@ def query(ctx: ServerContext, request: dict) -> dict:
                 "The provided starting key is invalid: the partition key of ExclusiveStartKey "
                 "does not match the query's partition key"
             )
+        lo, hi = table.schema.query_range(pk_value, sort_condition)
+        storage_key = table.schema.key_of(start_key)
+        if storage_key < lo or (hi is not None and storage_key >= hi):
+            raise ValidationException(
+                "The provided starting key is outside query boundaries based on provided "
+                "conditions"
+            )
     page = table.query_page(
         pk_value,
         sort_condition=sort_condition,
