@@ -213,6 +213,21 @@ def test_conditional_operator(table):
     assert "conditionalOperator" in message(caught)
 
 
+def test_empty_expected(table):
+    key = fresh(table, a=1)
+    table.update_item(Key=key, AttributeUpdates={"z": {"Value": 3}}, Expected={})
+    for operator in ("OR", "AND"):
+        with pytest.raises(ClientError) as caught:
+            table.update_item(Key=key, AttributeUpdates={"z": {"Value": 4}}, Expected={},
+                              ConditionalOperator=operator)
+        assert error_code(caught) == "ValidationException"
+        assert "ConditionalOperator" in message(caught)
+    with pytest.raises(ClientError) as caught:
+        table.put_item(Item=key, ConditionalOperator="AND")
+    assert "ConditionalOperator" in message(caught)
+    assert table.get_item(Key=key)["Item"]["z"] == 3
+
+
 def test_expected_on_delete(table):
     key = fresh(table, a=1)
     with pytest.raises(ClientError):

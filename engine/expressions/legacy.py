@@ -133,6 +133,17 @@ def _conditional_operator(value: Any) -> str:
     return value
 
 
+def _no_conditions(conditional_operator: Any, parameter: str) -> None:
+    """ConditionalOperator joins conditions: DynamoDB refuses it when there are none (the
+    parameter absent or an empty map, which otherwise means "no condition")."""
+    if conditional_operator is not None:
+        _conditional_operator(conditional_operator)
+        raise ValidationException(
+            f"{INVALID}ConditionalOperator can only be used when {parameter} has at least one "
+            "condition"
+        )
+
+
 def _map(value: Any, parameter: str) -> dict:
     if not isinstance(value, dict):
         raise SerializationException(f"{parameter} must be a map of attribute names")
@@ -226,9 +237,8 @@ def expected_condition(expected: Any, conditional_operator: Any = None) -> Condi
     ``Value``), or the older ``Value`` / ``Exists`` form: ``Value`` alone means equal,
     ``Exists: false`` means absent (API Reference, ExpectedAttributeValue).
     """
-    if expected is None:
-        if conditional_operator is not None:
-            _conditional_operator(conditional_operator)
+    if not expected:
+        _no_conditions(conditional_operator, "Expected")
         return None
     operator = _conditional_operator(conditional_operator)
     conditions = []
@@ -292,9 +302,8 @@ def filter_condition(
     ``key_names``: attributes a filter may not use (a Query's key attributes: "QueryFilter
     can only contain non-primary key attributes").
     """
-    if conditions is None:
-        if conditional_operator is not None:
-            _conditional_operator(conditional_operator)
+    if not conditions:
+        _no_conditions(conditional_operator, parameter)
         return None
     operator = _conditional_operator(conditional_operator)
     keys = set(key_names)
