@@ -682,8 +682,6 @@ def test_batch_write_and_get(client):
 
 
 def test_backup_create_describe_list_delete(client, engine):
-    if not hasattr(engine, "create_backup"):
-        pytest.skip("the engine has no backups yet")
     name = new_table(client)
     fill(client, name, partition_values=("a",), count=10)
     details = client.create_backup(TableName=name, BackupName="nightly")["BackupDetails"]
@@ -727,8 +725,6 @@ def test_backup_create_describe_list_delete(client, engine):
 
 
 def test_restore_table_from_backup(client, engine):
-    if not hasattr(engine, "restore_table"):
-        pytest.skip("the engine has no restore yet")
     name = new_table(client)
     fill(client, name, partition_values=("a",), count=10)
     arn = client.create_backup(TableName=name, BackupName="for-restore")["BackupDetails"][
@@ -770,8 +766,6 @@ def wait_for_backup(client, arn: str) -> dict:
 
 
 def test_backup_errors(client, engine):
-    if not hasattr(engine, "create_backup"):
-        pytest.skip("the engine has no backups yet")
     with pytest.raises(ClientError) as caught:
         client.create_backup(TableName="no-such-table", BackupName="nightly")
     assert error_code(caught) == "TableNotFoundException"

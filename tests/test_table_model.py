@@ -1,5 +1,7 @@
 """A hypothesis state machine: a table behaves like a dict of items, across reopens."""
 
+import os
+
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -18,7 +20,8 @@ class TableModel(RuleBasedStateMachine):
         import tempfile
 
         self.directory = tempfile.mkdtemp(prefix="tessera-model-")
-        self.engine = Engine.open(self.directory, wal_segment_bytes=4096, map_size_bytes=1 << 28)
+        self.engine = Engine.open(os.path.join(self.directory, "data"), wal_segment_bytes=4096,
+                                  map_size_bytes=1 << 28)
         self.engine.create_table("Model", partition_key=("pk", "S"), sort_key=("sk", "N"), partitions=3)
         self.model: dict[tuple, dict] = {}
 
@@ -67,7 +70,8 @@ class TableModel(RuleBasedStateMachine):
     @rule()
     def reopen(self):
         self.engine.close()
-        self.engine = Engine.open(self.directory, wal_segment_bytes=4096, map_size_bytes=1 << 28)
+        self.engine = Engine.open(os.path.join(self.directory, "data"), wal_segment_bytes=4096,
+                                  map_size_bytes=1 << 28)
 
     @invariant()
     def scan_matches(self):
