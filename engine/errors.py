@@ -71,6 +71,14 @@ class LimitExceededException(TesseraError):
     http_status = 400
 
 
+class ItemCollectionSizeLimitExceededException(TesseraError):
+    """A write would take an item collection (the items of one partition key and their
+    LSI entries) past 10 GB; only tables with local secondary indexes have the limit."""
+
+    code = "ItemCollectionSizeLimitExceededException"
+    http_status = 400
+
+
 class ConditionalCheckFailedException(TesseraError):
     """A ConditionExpression did not hold. ``item`` is the item as it was when the
     condition was checked, when the caller asked for it

@@ -108,6 +108,7 @@ def read_applied_lsn(env, meta_db) -> int:
 def apply_records(
     env, items_db, meta_db, records: Iterable[tuple[int, bytes]], *, source: str,
     key_range: tuple[bytes, bytes | None] | None = None,
+    gsi_outbox: bool = True,
 ) -> int:
     """Apply WAL records to an environment in batched transactions; returns the last LSN.
 
@@ -115,9 +116,15 @@ def apply_records(
     the data, so a crash mid-way leaves a consistent prefix (SPEC §4). ``key_range``
     ``(lo, hi)`` (``hi=None``: +inf) applies only the operations on keys inside it — the
     catch-up of one half of a split (SPEC §10).
+
+    Secondary indexes are maintained from the environment's own definitions
+    (engine.indexes.maintain). ``gsi_outbox=False`` keeps the LSIs but appends no GSI
+    deltas: for a copy nobody drains (a replica).
     """
     last_lsn = None
     index_state = load_index_state(env, meta_db)  # the copy's own definitions (meta)
+    if index_state is not None and not gsi_outbox:
+        index_state = index_state.without_global()
     iterator = iter(records)
     while True:
         chunk = list(itertools.islice(iterator, REPLAY_RECORDS_PER_TXN))
@@ -285,6 +292,13 @@ class Partition:
             raise
         self.applied_lsn = max(applied, replayed)
         self.index_state: IndexState | None = load_index_state(self.env, self.meta_db)
+        #: Called (no arguments) when records that may hold GSI deltas became durable:
+        #: the follower's wake-up (engine.indexes.follower sets it).
+        self.outbox_listener: Callable[[], None] | None = None
+        #: Every record up to this LSN is durable (acknowledged writes): the GSI follower
+        #: applies no delta above it, so a write a crash rolls back never reaches a GSI.
+        self.durable_lsn = self.applied_lsn
+        self._durable_lock = threading.Lock()
         # Point reads reuse a read transaction per thread until the next commit.
         self.read_cache = _reads.ReadCache(self.env, self.items_db, self.name)
 
@@ -300,8 +314,27 @@ class Partition:
         """Wait until record ``lsn`` is durable (sync policy), then checkpoint if the WAL
         rolled over. The second half of :meth:`write_nowait`."""
         self.wal.wait_durable(lsn)
+        self._advance_durable(lsn)
         if rolled:
             self.checkpoint()
+
+    def _advance_durable(self, lsn: int) -> None:
+        with self._durable_lock:
+            if lsn <= self.durable_lsn:
+                return
+            self.durable_lsn = lsn
+        state = self.index_state
+        if self.outbox_listener is not None and state is not None and state.global_:
+            self.outbox_listener()
+
+    def make_durable(self) -> int:
+        """Flush the WAL (whatever the policy) so every committed record is durable;
+        returns :attr:`durable_lsn`. Does not take the write lock (a split's final phase
+        holds it)."""
+        lsn = self.applied_lsn
+        self.wal.flush()
+        self._advance_durable(lsn)
+        return self.durable_lsn
 
     def write_nowait(
         self, plan: Callable[[Callable[[bytes], bytes | None]], tuple[list[Op], Any]]
@@ -376,13 +409,18 @@ class Partition:
             rebuild_local_indexes(self.env, self.items_db, state)
             self.env.sync(True)
 
-    def outbox_batch(self, id_bytes: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        """Up to ``limit`` pending GSI deltas of one index (outbox key, value), oldest first."""
+    def outbox_batch(self, id_bytes: bytes, limit: int,
+                     upto_lsn: int | None = None) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` pending GSI deltas of one index (outbox key, value), oldest
+        first, of records up to ``upto_lsn`` (None: all)."""
         state = self.index_state
         if state is None:
             return []
         with self.env.begin(db=state.outbox_db) as txn:
-            return list(iter_outbox(txn, state.outbox_db, id_bytes, limit))
+            entries = list(iter_outbox(txn, state.outbox_db, id_bytes, limit))
+        if upto_lsn is not None:
+            entries = [entry for entry in entries if outbox_lsn(entry[0]) <= upto_lsn]
+        return entries
 
     def delete_outbox(self, keys: Sequence[bytes]) -> None:
         """Delete applied GSI deltas (one LMDB transaction). Not under the write lock: the
@@ -472,16 +510,22 @@ class Partition:
         finally:
             txn.abort()
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, *, durable: bool = False) -> Snapshot:
         """Pin the partition's state now: a read transaction plus a hold on the WAL above it.
 
         The snapshot reflects exactly LSN ``snapshot.lsn`` (taken under the write lock), and
         the WAL records after it stay on disk, so :meth:`export_copy` can later produce a
         copy at any target LSN from ``snapshot.lsn`` on. Call ``release()`` when done:
         LMDB cannot reuse pages while the transaction is open.
+
+        ``durable``: flush the WAL first, so the snapshot holds only durable writes (a
+        GSI backfill must not index a write a crash could still roll back).
         """
         with self._write_lock:
             self._check_open()
+            if durable:
+                self.wal.flush()
+                self._advance_durable(self.applied_lsn)
             hold_id = next(self._hold_ids)
             self._holds[hold_id] = self.applied_lsn
             return Snapshot(self, self.env.begin(), self.applied_lsn, hold_id)

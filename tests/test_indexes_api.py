@@ -270,3 +270,56 @@ def test_repartitioning_keeps_indexes_exact(eng, tmp_path, operation):
         assert index_entries(eng, "Items", definition["name"]) == \
             expected_entries(items, TABLE_KEYS, definition)
         check_query_order(eng, "Items", definition, TABLE_KEYS)
+
+
+# ---------------------------------------------------------------------- durability, limits
+def test_a_write_not_yet_durable_never_reaches_a_gsi(eng):
+    """The follower applies only deltas of durable records: a write a crash could still
+    roll back (committed in LMDB, its WAL record not yet synced) stays out of the GSI."""
+    table = indexed(eng)
+    item = {"pk": "a", "sk": 1, "grp": "g1", "rank": 1}
+    storage_key = table.schema.key_of_item(item)
+    partition = table.partitions[table.partition_map.index_for(storage_key)]
+    from engine import _itemcodec
+
+    encoded = _itemcodec.encode_item(item, storage_key)
+    _, lsn, rolled = partition.write_nowait(lambda get: ([(1, storage_key, encoded)], None))
+    assert lsn > partition.durable_lsn
+    eng.wait_for_index_catch_up("Items")  # applies what is durable: not this one
+    assert eng.index("Items", "byGroup").query("g1")[0] == []
+    assert eng.index("Items", "byRank").query("a")[0] != []  # the LSI is in the same txn
+    partition.finish_write(lsn, rolled)
+    eng.wait_for_index_catch_up("Items")
+    assert eng.index("Items", "byGroup").query("g1")[0] == [
+        {"pk": "a", "sk": 1, "grp": "g1", "rank": 1}]
+
+
+def test_item_collection_limit_applies_to_lsi_tables_only(eng, monkeypatch):
+    from engine.errors import ItemCollectionSizeLimitExceededException
+    from engine.indexes import maintain
+
+    monkeypatch.setattr(maintain, "ITEM_COLLECTION_LIMIT_BYTES", 4000)
+    table = indexed(eng)
+    for sk in range(10):
+        table.put_item({"pk": "big", "sk": sk, "rank": sk, "note": "x" * 100})
+    with pytest.raises(ItemCollectionSizeLimitExceededException,
+                       match="Item collection size limit exceeded"):
+        for sk in range(10, 30):
+            table.put_item({"pk": "big", "sk": sk, "rank": sk, "note": "x" * 100})
+    table.put_item({"pk": "other", "sk": 1, "rank": 1})  # another collection: fine
+    table.delete_item({"pk": "big", "sk": 0})  # shrinking is always allowed
+    table.put_item({"pk": "big", "sk": 0, "rank": 0})
+    eng.create_table("NoLsi", ("pk", "S"), ("sk", "N"), global_indexes=[GSI])
+    for sk in range(40):
+        eng.table("NoLsi").put_item({"pk": "big", "sk": sk, "note": "x" * 100})
+
+
+def test_replicas_of_indexed_partitions_follow(eng, tmp_path):
+    table = indexed(eng)
+    fill(table)
+    pid = table.partition_map.partition_ids()[0]
+    replica = eng.add_replica("Items", pid, tmp_path / "replica")
+    fill(table, 150)
+    eng.wait_for_index_catch_up("Items")
+    assert eng.describe_replicas("Items")[0]["status"] == "ACTIVE"
+    assert replica is not None

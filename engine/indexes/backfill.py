@@ -40,7 +40,7 @@ def backfill_partition(partition: Partition, spec: IndexSpec, store: GsiStore, *
     decode = _itemcodec.decode_item
     names = _decode_names(spec)
     written = 0
-    with partition.snapshot() as snapshot:
+    with partition.snapshot(durable=True) as snapshot:
         cursor = snapshot.txn.cursor(db=partition.items_db)
         batch: list[tuple[int, bytes, bytes]] = []
         started = time.perf_counter()

@@ -30,7 +30,7 @@ from .gsi_store import GsiStore
 from .maintain import OUTBOX_PUT, decode_outbox
 
 FOLLOW_BATCH = 2048  # deltas per index per partition per round
-IDLE_POLL_SECONDS = 0.005
+IDLE_POLL_SECONDS = 0.05  # writes wake the follower; this only bounds a missed wake-up
 LAG_SAMPLES = 100_000  # write-to-applied delays kept for the lag percentiles
 
 
@@ -76,13 +76,19 @@ class IndexFollower:
         state = partition.index_state
         if state is None or not state.global_:
             return 0
+        if partition.outbox_listener is None:
+            partition.outbox_listener = self.wake  # writes wake the follower at once
         applied = 0
+        # Only deltas of durable records: a write a crash may still roll back must not
+        # reach the GSI (whose own writes are durable at once). Read once, so a drain
+        # under a steady write load ends.
+        upto_lsn = partition.durable_lsn
         for spec in state.global_:
             store = stores.get(spec.name)
             if store is None or self._waiting(name, spec.index_id, partition.partition_id):
                 continue
             while True:
-                entries = partition.outbox_batch(spec.id_bytes, FOLLOW_BATCH)
+                entries = partition.outbox_batch(spec.id_bytes, FOLLOW_BATCH, upto_lsn)
                 if not entries:
                     break
                 ops = []
@@ -97,7 +103,7 @@ class IndexFollower:
                 store.write(ops)
                 partition.delete_outbox([key for key, _ in entries])
                 applied += len(entries)
-                if not until_empty or len(entries) < FOLLOW_BATCH:
+                if not until_empty:
                     break
         self.applied += applied
         return applied
@@ -117,8 +123,11 @@ class IndexFollower:
         during a repartitioning (both hold the table's repartitioning lock)."""
         with self.lock(name):
             stores = self._stores(name)
-            return sum(self.apply_partition(name, partition, stores, until_empty=True)
-                       for partition in partitions)
+            applied = 0
+            for partition in partitions:
+                partition.make_durable()  # every committed record: none may stay behind
+                applied += self.apply_partition(name, partition, stores, until_empty=True)
+            return applied
 
     def catch_up(self, name: str) -> int:
         """Apply every delta pending now for table ``name`` (in the caller's thread)."""

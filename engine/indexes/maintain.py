@@ -43,11 +43,15 @@ from decimal import Decimal
 from typing import Any
 
 from .. import _itemcodec, _keycodec
-from ..errors import ValidationException
+from ..errors import ItemCollectionSizeLimitExceededException, ValidationException
 from .definitions import LOCAL, IndexDefinition
 
 INDEXES_META_KEY = b"indexes"
 OUTBOX_DB = b"gsi_outbox"
+COLLECTIONS_DB = b"item_collections"  # LSI tables: partition-key prefix -> bytes (8, BE)
+#: DynamoDB's item collection limit (tables with LSIs): base items plus LSI entries of
+#: one partition key, here measured as stored bytes (keys and values). Tests lower it.
+ITEM_COLLECTION_LIMIT_BYTES = 10 << 30
 OP_PUT = 1  # the partition's opcodes (engine.partition), repeated to avoid an import cycle
 OUTBOX_PUT = b"P"
 OUTBOX_DELETE = b"D"
@@ -160,8 +164,11 @@ class IndexSpec:
 class IndexState:
     """The index definitions of one environment and their open databases."""
 
-    def __init__(self, meta: dict, specs: list[IndexSpec], outbox_db: Any) -> None:
+    def __init__(self, meta: dict, specs: list[IndexSpec], outbox_db: Any,
+                 collections_db: Any = None) -> None:
         self.meta = meta
+        self.collections_db = collections_db
+        self.hashed = meta["hashed"]
         self.specs = specs
         self.local = [spec for spec in specs if spec.local]
         self.global_ = [spec for spec in specs if not spec.local]
@@ -177,6 +184,13 @@ class IndexState:
             if spec.names is not None:
                 names.update(spec.names)
         self.decode_names = frozenset(names)
+
+    def without_global(self) -> IndexState | None:
+        """The same state maintaining the LSIs only (None if there are none)."""
+        local = [spec for spec in self.specs if spec.local]
+        if not local:
+            return None
+        return IndexState(self.meta, local, self.outbox_db, self.collections_db)
 
     def by_name(self, name: str) -> IndexSpec | None:
         for spec in self.specs:
@@ -214,7 +228,10 @@ def _state_from_meta(env: Any, meta: dict) -> IndexState | None:
         if spec.local:
             spec.db = env.open_db(lsi_db_name(spec.index_id), create=True)
     outbox_db = env.open_db(OUTBOX_DB, create=True)
-    return IndexState(meta, specs, outbox_db)
+    collections_db = None
+    if any(spec.local for spec in specs):
+        collections_db = env.open_db(COLLECTIONS_DB, create=True)
+    return IndexState(meta, specs, outbox_db, collections_db)
 
 
 def store_index_meta(env: Any, meta_db: Any, meta: dict) -> IndexState | None:
@@ -262,10 +279,13 @@ def apply_indexed_ops(txn: Any, items_db: Any, state: IndexState, ops: Sequence[
     now_ns = time.time_ns().to_bytes(8, "big")
     lsn_bytes = lsn.to_bytes(8, "big")
     seq = 0
+    collections = state.collections_db
     for opcode, key, value in ops:
         old_raw = txn.get(key, db=items_db)
         old = decode(old_raw, names) if old_raw is not None else None
         new = decode(value, names) if opcode == OP_PUT else None
+        if collections is not None:
+            _track_collection(txn, state, key, old, old_raw, new, value, strict)
         for spec in state.specs:
             old_key = spec.key(old)
             new_key = spec.key(new, strict)
@@ -293,6 +313,57 @@ def apply_indexed_ops(txn: Any, items_db: Any, state: IndexState, ops: Sequence[
             txn.put(key, value, db=items_db)
         else:
             txn.delete(key, db=items_db)
+
+
+def _collection_bytes(state: IndexState, key: bytes, item: dict | None,
+                      raw: bytes | None) -> int:
+    """Stored bytes of one item and its LSI entries (0 for no item)."""
+    if item is None:
+        return 0
+    size = len(key) + len(raw)
+    for spec in state.local:
+        entry = spec.key(item)
+        if entry is not None:
+            size += len(entry) + len(spec.value(item, raw))
+    return size
+
+
+def collection_prefix(key: bytes, hashed: bool) -> bytes:
+    """The storage-key prefix of a base key's partition key (its item collection)."""
+    pk_value, _ = _keycodec.split_storage_key(key, hashed)
+    tag = key[8:9] if hashed else key[:1]
+    pk_type = {_keycodec.TAG_S: "S", _keycodec.TAG_N: "N", _keycodec.TAG_B: "B"}[tag[0]]
+    return _keycodec.storage_key(hashed, pk_value, pk_type, None, None)
+
+
+def _track_collection(txn: Any, state: IndexState, key: bytes, old: dict | None,
+                      old_raw: bytes | None, new: dict | None, new_raw: bytes | None,
+                      strict: bool) -> None:
+    delta = _collection_bytes(state, key, new, new_raw) - _collection_bytes(
+        state, key, old, old_raw)
+    if not delta:
+        return
+    prefix = collection_prefix(key, state.hashed)
+    current = txn.get(prefix, db=state.collections_db)
+    total = (int.from_bytes(current, "big") if current else 0) + delta
+    if strict and delta > 0 and total > ITEM_COLLECTION_LIMIT_BYTES:
+        raise ItemCollectionSizeLimitExceededException(
+            "Item collection size limit exceeded: the total size of the item collection "
+            f"of this partition key would be {total} bytes, over the maximum of "
+            f"{ITEM_COLLECTION_LIMIT_BYTES} bytes (10 GB) for a table with local "
+            "secondary indexes")
+    if total > 0:
+        txn.put(prefix, max(total, 0).to_bytes(8, "big"), db=state.collections_db)
+    else:
+        txn.delete(prefix, db=state.collections_db)
+
+
+def item_collection_bytes(txn: Any, state: IndexState, prefix: bytes) -> int:
+    """The tracked size of one item collection (bytes; 0 if none)."""
+    if state.collections_db is None:
+        return 0
+    raw = txn.get(prefix, db=state.collections_db)
+    return int.from_bytes(raw, "big") if raw else 0
 
 
 # ---------------------------------------------------------------------- the outbox
@@ -347,12 +418,19 @@ def rebuild_local_indexes(env: Any, items_db: Any, state: IndexState | None) -> 
     if state is None or not state.local:
         return
     decode = _itemcodec.decode_item
+    totals: dict[bytes, int] = {}
     with env.begin(write=True) as txn:
         for spec in state.local:
             txn.drop(spec.db, delete=False)
-        for _, raw in txn.cursor(db=items_db).iternext():
+        txn.drop(state.collections_db, delete=False)
+        for item_key, raw in txn.cursor(db=items_db).iternext():
             item = decode(raw, state.decode_names)
             for spec in state.local:
                 key = spec.key(item)
                 if key is not None:
                     txn.put(key, spec.value(item, raw), db=spec.db)
+            prefix = collection_prefix(item_key, state.hashed)
+            totals[prefix] = totals.get(prefix, 0) + _collection_bytes(
+                state, item_key, item, raw)
+        for prefix, total in totals.items():
+            txn.put(prefix, total.to_bytes(8, "big"), db=state.collections_db)
