@@ -49,7 +49,7 @@ import sys
 
 import lmdb
 
-from engine.errors import CorruptionError, EngineClosedError
+from engine.errors import CorruptionError, EngineClosedError, lmdb_error
 
 from engine._itemcodec import _C_DECODE_ITEM
 from engine._keycodec import _C_STORAGE_KEY
@@ -181,6 +181,8 @@ cdef class ReadCache:
             args[0] = <PyObject *>slot.txn
             args[1] = <PyObject *>key
             raw = PyObject_Vectorcall(_get, args, 2, NULL)
+        except lmdb.Error as err:  # a damaged page (MDB_CORRUPTED, MDB_PAGE_NOTFOUND), say
+            raise self._failure(err) from err
         finally:
             slot.in_use = False
         if slot.generation != self.generation and slot.txn is not None:
@@ -200,8 +202,14 @@ cdef class ReadCache:
             args[0] = <PyObject *>txn
             args[1] = <PyObject *>key
             return PyObject_Vectorcall(_get, args, 2, NULL)
+        except lmdb.Error as err:
+            raise self._failure(err) from err
         finally:
             _abort_txn(txn)
+
+    cdef object _failure(self, object err):
+        """This package's error for a py-lmdb failure of a read (engine.errors.lmdb_error)."""
+        return lmdb_error(err, what="reading an item", partition=self.partition, path=self.path)
 
 
 cdef class PointReader:

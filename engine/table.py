@@ -13,8 +13,15 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
+import lmdb
+
 from . import _batchroute, _itemcodec, _reads
-from .errors import ConditionalCheckFailedException, CorruptionError, ValidationException
+from .errors import (
+    ConditionalCheckFailedException,
+    CorruptionError,
+    ValidationException,
+    lmdb_error,
+)
 from .expressions.ast import (
     And,
     Between,
@@ -120,9 +127,13 @@ def decode_item(raw: bytes, projection: frozenset[str] | None = None, *,
     return _itemcodec.decode_item(raw, projection, key)
 
 
-def _raise_located(err: CorruptionError, partition: Partition) -> None:
-    """Re-raise a stored item's CorruptionError from the codec (which names only the key)
-    with the partition and its data file; return if ``err`` already names a place."""
+def _raise_located(err: CorruptionError | lmdb.Error, partition: Partition) -> None:
+    """Re-raise a read's failure naming the partition and its data file: a stored item's
+    CorruptionError from the codec (which names only the key), or py-lmdb's error for a
+    damaged page (through engine.errors.lmdb_error). Returns if ``err`` names a place."""
+    if isinstance(err, lmdb.Error):
+        raise lmdb_error(err, what="reading items", partition=partition.name,
+                         path=partition.read_cache.path) from err
     if err.partition is None and err.path is None:
         raise CorruptionError(err.message, partition=partition.name,
                               path=partition.read_cache.path) from None
@@ -342,16 +353,14 @@ class Table:
 
         def plan(get):
             old_raw = get(storage_key) if need_old else None
+            # Decoded here, under _write, which names the partition if the item is damaged.
+            old = decode_item(old_raw, key=storage_key) if old_raw is not None else None
             if tree is not None:
-                _check_condition_holds(
-                    tree, decode_item(old_raw, key=storage_key) if old_raw is not None else None,
-                    on_failure)
-            return [(OP_PUT, storage_key, encoded)], old_raw
+                _check_condition_holds(tree, old, on_failure)
+            return [(OP_PUT, storage_key, encoded)], old
 
-        old_raw = self._write(storage_key, plan)
-        if return_values == "ALL_OLD" and old_raw is not None:
-            return decode_item(old_raw, key=storage_key)
-        return None
+        old = self._write(storage_key, plan)
+        return old if return_values == "ALL_OLD" else None
 
     def get_item(
         self, key: dict, projection: str | Projection | Iterable[str] | None = None, *,
@@ -397,18 +406,17 @@ class Table:
 
         def plan(get):
             old_raw = get(storage_key)
-            if tree is not None:
-                _check_condition_holds(
-                    tree, decode_item(old_raw, key=storage_key) if old_raw is not None else None,
-                    on_failure)
             if old_raw is None:
+                if tree is not None:
+                    _check_condition_holds(tree, None, on_failure)
                 return [], None
-            return [(OP_DELETE, storage_key, None)], old_raw
+            old = decode_item(old_raw, key=storage_key)  # named by _write if damaged
+            if tree is not None:
+                _check_condition_holds(tree, old, on_failure)
+            return [(OP_DELETE, storage_key, None)], old
 
-        old_raw = self._write(storage_key, plan)
-        if return_values == "ALL_OLD" and old_raw is not None:
-            return decode_item(old_raw, key=storage_key)
-        return None
+        old = self._write(storage_key, plan)
+        return old if return_values == "ALL_OLD" else None
 
     def update_item(
         self,
@@ -540,13 +548,13 @@ class Table:
             by_partition.setdefault(pmap.index_for(storage_key), []).append(storage_key)
         result = []
         for index, storage_keys in by_partition.items():
-            values = partitions[index].get_many(storage_keys)
             try:
+                values = partitions[index].get_many(storage_keys)
                 for storage_key, raw in zip(storage_keys, values, strict=True):
                     if raw is not None:
                         item = decode_item(raw, top, key=storage_key)
                         result.append(project(item, tree) if nested else item)
-            except CorruptionError as err:
+            except (CorruptionError, lmdb.Error) as err:
                 _raise_located(err, partitions[index])
                 raise
         return result
@@ -586,22 +594,22 @@ class Table:
             part_lo = max(lo, interval.start)
             part_hi = hi if interval.end is None else (
                 interval.end if hi is None else min(hi, interval.end))
-            for storage_key, raw in partitions[index].iter_range(
-                part_lo, part_hi, reverse=not forward
-            ):
-                try:
+            rows = partitions[index].iter_range(part_lo, part_hi, reverse=not forward)
+            try:
+                for storage_key, raw in rows:
                     item = decode_item(raw, decode_names, key=storage_key)
-                except CorruptionError as err:
-                    _raise_located(err, partitions[index])
-                    raise
-                scanned += 1
-                page_bytes += len(raw)
-                if measure:
-                    size_bytes += item_size(item)
-                if filter is None or evaluate(filter, item, kind="FilterExpression"):
-                    items.append(project(item, projection) if reproject else item)
-                if (limit is not None and scanned >= limit) or page_bytes >= max_page_bytes:
-                    return Page(items, self.schema.key_dict(storage_key), scanned, size_bytes)
+                    scanned += 1
+                    page_bytes += len(raw)
+                    if measure:
+                        size_bytes += item_size(item)
+                    if filter is None or evaluate(filter, item, kind="FilterExpression"):
+                        items.append(project(item, projection) if reproject else item)
+                    if (limit is not None and scanned >= limit) or page_bytes >= max_page_bytes:
+                        return Page(items, self.schema.key_dict(storage_key), scanned,
+                                    size_bytes)
+            except (CorruptionError, lmdb.Error) as err:  # a damaged item or page
+                _raise_located(err, partitions[index])
+                raise
         return Page(items, None, scanned, size_bytes)
 
     def query_page(
@@ -752,14 +760,14 @@ class Table:
     def _item_chunks(self, names: frozenset[str] | None) -> Iterator[list[dict]]:
         decode_items = _itemcodec.decode_items
         for partition in self.partitions:
-            with partition.reader() as txn:
-                values = txn.cursor().iternext(keys=False, values=True)
-                try:
+            try:
+                with partition.reader() as txn:
+                    values = txn.cursor().iternext(keys=False, values=True)
                     while chunk := decode_items(values, SCAN_CHUNK_ITEMS, names):
                         yield chunk
-                except CorruptionError as err:  # values come without keys: checked alone
-                    _raise_located(err, partition)
-                    raise
+            except (CorruptionError, lmdb.Error) as err:  # values are checked without keys
+                _raise_located(err, partition)
+                raise
 
     # ------------------------------------------------------------------ stats
     def stats(self) -> tuple[int, int]:
