@@ -169,6 +169,9 @@ class StorageError(TesseraError):
     http_status = 500
 
 
+#: LMDB's largest key as built by py-lmdb (``mdb_env_get_maxkeysize``).
+MAX_STORAGE_KEY_BYTES = 511
+
 # LMDB's return codes (lmdb.h) by name, so the one table below serves py-lmdb's exception
 # classes (matched by class name) and the Cython modules' integer codes alike.
 _LMDB_CODES = {
@@ -213,6 +216,14 @@ def lmdb_error(
     else:
         name = type(err).__name__
         detail = reason or str(err) or name
+    if name == "BadValsizeError":
+        # Keys are the only variable-size LMDB argument a client controls: refuse the
+        # request (400) and change nothing, instead of failing the server (500).
+        return ValidationException(
+            "One or more parameter values were invalid: the item's key is longer than this "
+            f"build stores ({MAX_STORAGE_KEY_BYTES} bytes encoded; DynamoDB allows partition "
+            "keys up to 2048 bytes and sort keys up to 1024): shorten the key"
+            + (f" (partition {partition})" if partition is not None else ""))
     hint = _LMDB_HINTS.get(name)
     message = f"{what} failed: {detail}" + (f"; {hint}" if hint else "")
     if name in _LMDB_CORRUPTION:
