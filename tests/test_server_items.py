@@ -122,10 +122,6 @@ def test_update_nested_updated_new(client, table):  # noqa: F811
 # --- ReturnValuesOnConditionCheckFailure ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/server/app.py must merge an error's response_fields into the error body",
-)
 def test_condition_failure_returns_the_item_when_asked(client, table):  # noqa: F811
     key = {"pk": {"S": "ccf"}}
     client.put_item(TableName=table, Item={**key, "a": {"N": "1"}})

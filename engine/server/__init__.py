@@ -1,8 +1,9 @@
 """The DynamoDB-compatible HTTP endpoint (SPEC §12) — the only package that knows HTTP.
 
 ``serve(...)`` runs it; ``create_app(engine, ...)`` gives the ASGI app for embedding.
-Modules: ``expressions`` (Update/Condition/KeyCondition/Projection expressions),
-``sigv4`` (request signatures), ``operations`` (one function per operation), ``app`` (ASGI), ``main`` (command line).
+Modules: ``sigv4`` (request signatures), ``operations`` (one module per resource: tables,
+items, queries, batches, backups; expressions come from :mod:`engine.expressions`),
+``app`` (ASGI), ``connections`` (HTTP connection limits), ``main`` (command line).
 """
 
 from engine.server.app import DynamoDBApp, create_app

@@ -330,7 +330,11 @@ class DynamoDBApp:
         status = getattr(error, "http_status", 500)
         if code == "InternalServerError":
             status = 500
-        return status, _dumps({"__type": ERROR_TYPE_PREFIX + code, "message": error.message})
+        body = {"__type": ERROR_TYPE_PREFIX + code, "message": error.message}
+        # Fields DynamoDB adds to some errors, e.g. the old "Item" of a failed condition
+        # with ReturnValuesOnConditionCheckFailure=ALL_OLD (engine.server.operations).
+        body.update(getattr(error, "response_fields", None) or {})
+        return status, _dumps(body)
 
 
 def gunzip_bounded(data: bytes, limit: int) -> bytes:
