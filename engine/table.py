@@ -28,6 +28,7 @@ from .expressions.ast import (
     Call,
     Compare,
     Condition,
+    DeleteAction,
     In,
     Not,
     Or,
@@ -447,7 +448,10 @@ class Table:
         key_names = self.schema.names
         check_update_paths(update_tree, key_names)  # fail before taking the write lock
         storage_key = self.schema.key_of(key)
-        remove_only = all(type(action) is RemoveAction for action in update_tree.actions)
+        # Only REMOVE / DELETE (set elements) actions: a missing item stays missing, as
+        # in DynamoDB (there is nothing to remove from).
+        remove_only = all(type(action) in (RemoveAction, DeleteAction)
+                          for action in update_tree.actions)
         on_failure = return_values_on_condition_check_failure
 
         def plan(get):

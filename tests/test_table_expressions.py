@@ -311,3 +311,17 @@ def test_names_or_values_without_any_expression_string_are_refused(music):
     with pytest.raises(ValidationException, match="only be specified when using expressions"):
         music.put_item({"pk": "x", "sk": 1}, values={":v": 1})
     assert music.get_item({"pk": "x", "sk": 1}) is None
+
+
+def test_a_delete_only_update_of_a_missing_item_creates_nothing(tmp_path):
+    from engine import Engine
+
+    with Engine.open(tmp_path / "data", map_size_bytes=1 << 26) as engine:
+        engine.create_table("Sets", partitions=1)
+        table = engine.table("Sets")
+        assert table.update_item({"pk": "a"}, "DELETE s :s REMOVE t", values={":s": {"x"}},
+                                 return_values="ALL_NEW") is None
+        assert list(table.iter_items()) == []
+        table.put_item({"pk": "a", "s": {"x", "y"}})
+        assert table.update_item({"pk": "a"}, "DELETE s :s", values={":s": {"x"}},
+                                 return_values="ALL_NEW") == {"pk": "a", "s": {"y"}}
