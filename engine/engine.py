@@ -317,6 +317,7 @@ class Engine:
                 raise ResourceInUseException(
                     f"Table {name} is {record['status']}: wait until it is ACTIVE"
                 )
+            self._indexes.check_deletable(name)
             self._check_deletable(record)
             description = tables.describe(record)
             record["status"] = "DELETING"

@@ -323,3 +323,76 @@ def test_replicas_of_indexed_partitions_follow(eng, tmp_path):
     eng.wait_for_index_catch_up("Items")
     assert eng.describe_replicas("Items")[0]["status"] == "ACTIVE"
     assert replica is not None
+
+
+@pytest.fixture
+def held_backfill(monkeypatch):
+    """Backfills wait for ``release.set()`` (or their cancellation) before their first
+    partition."""
+    import threading
+
+    from engine.indexes import manager
+
+    release = threading.Event()
+    original = manager.backfill_partition
+
+    def held(*args, cancelled, **kwargs):
+        while not release.is_set() and not cancelled():
+            release.wait(0.005)
+        return original(*args, cancelled=cancelled, **kwargs)
+
+    monkeypatch.setattr(manager, "backfill_partition", held)
+    yield release
+    release.set()
+
+
+def test_while_backfilling(eng, held_backfill):
+    from engine import ResourceInUseException
+
+    table = eng.create_table("Online", ("pk", "S"), ("sk", "N")) and eng.table("Online")
+    items = fill(table, 50)
+    started = eng.create_global_index("Online", GSI)
+    assert (started["status"], started["backfilling"]) == ("CREATING", True)
+    with pytest.raises(ValidationException,
+                       match="Cannot read from backfilling global secondary index: byGroup"):
+        eng.index("Online", "byGroup").query("g1")
+    with pytest.raises(ResourceInUseException, match="is being backfilled"):
+        eng.delete_table("Online")
+    table.put_item({"pk": "new", "sk": 1, "grp": "g1", "rank": 3})  # writes go on
+    assert eng.describe_table("Online")["global_indexes"][0]["lag_records"] >= 1
+    held_backfill.set()
+    assert eng.wait_for_index("Online", "byGroup")["status"] == "ACTIVE"
+    eng.wait_for_index_catch_up("Online")
+    assert index_entries(eng, "Online", "byGroup") == expected_entries(
+        [*items, {"pk": "new", "sk": 1, "grp": "g1", "rank": 3}], TABLE_KEYS, GSI)
+
+
+def test_delete_stops_a_backfill(eng, held_backfill):
+    table = eng.create_table("Online", ("pk", "S"), ("sk", "N")) and eng.table("Online")
+    fill(table, 50)
+    eng.create_global_index("Online", GSI)
+    assert eng.delete_global_index("Online", "byGroup")["status"] == "DELETING"
+    held_backfill.set()
+    assert "global_indexes" not in eng.describe_table("Online") or \
+        eng.describe_table("Online")["global_indexes"] == []
+    eng.create_global_index("Online", GSI)  # the name is free again
+    eng.wait_for_index("Online", "byGroup")
+    eng.delete_table("Online")
+
+
+def test_backed_up_definitions_prefer_the_manifest():
+    from engine.indexes.restore import backed_up_definitions
+
+    recorded = {"local": [{"name": "l1", "kind": "local", "key_schema": [["pk", "S"], ["r", "N"]],
+                           "projection": {"type": "ALL"}, "index_id": "00" * 16}],
+                "global": [{"name": "g1", "kind": "global", "key_schema": [["g", "S"]],
+                            "projection": {"type": "ALL"}, "index_id": "11" * 16,
+                            "status": "ACTIVE", "backfilling": False, "partition_map": [],
+                            "created_at": 1.0},
+                           {"name": "g2", "kind": "global", "key_schema": [["h", "S"]],
+                            "projection": {"type": "ALL"}, "index_id": "22" * 16,
+                            "status": "DELETING", "backfilling": False, "partition_map": [],
+                            "created_at": 1.0}]}
+    meta = backed_up_definitions({"indexes": recorded}, {"indexes": []})
+    assert [d["name"] for d in meta["indexes"]] == ["l1", "g1"]
+    assert backed_up_definitions({"sync": "batch"}, {"indexes": ["x"]}) == {"indexes": ["x"]}

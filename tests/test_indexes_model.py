@@ -5,6 +5,7 @@ and queries return entries in DynamoDB's order with working pagination keys."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 
 import hypothesis.strategies as st
@@ -39,7 +40,8 @@ class IndexModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.directory = tempfile.mkdtemp(prefix="tessera-index-model-")
-        self.engine = Engine.open(self.directory, wal_segment_bytes=1 << 14,
+        # data/ inside the temp directory: the default backup store is its sibling
+        self.engine = Engine.open(f"{self.directory}/data", wal_segment_bytes=1 << 14,
                                   map_size_bytes=1 << 28)
         self.engine.create_table("Model", ("pk", "S"), ("sk", "N"), partitions=3,
                                  local_indexes=[LSI], global_indexes=[GSI_A, GSI_B])
@@ -135,6 +137,7 @@ class IndexModel(RuleBasedStateMachine):
                 check_query_order(self.engine, "Model", definition, TABLE_KEYS)
         finally:
             self.engine.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 IndexModel.TestCase.settings = settings(max_examples=30, stateful_step_count=40, deadline=None)

@@ -37,7 +37,12 @@ from ..errors import (
     TableNotFoundException,
     ValidationException,
 )
-from ..indexes.restore import build_restored_indexes, check_overrides, restored_indexes
+from ..indexes.restore import (
+    backed_up_definitions,
+    build_restored_indexes,
+    check_overrides,
+    restored_indexes,
+)
 from ..keys import validate_table_name
 from ..partition_map import PartitionMap
 from ..store import ObjectStore, open_store
@@ -184,7 +189,8 @@ class RestoreManager:
         finished = False  # ACTIVE or FAILED: the backup is no longer in use by it
         try:
             run.job.run()
-            indexes = restored_indexes(run.job.index_meta, record["key_schema"],
+            backed_up = backed_up_definitions(run.job.manifest.settings, run.job.index_meta)
+            indexes = restored_indexes(backed_up, record["key_schema"],
                                        record["restore"].get("index_overrides"))
             with self.tables.lock:
                 if self.tables.closed:

@@ -110,15 +110,27 @@ class IndexManager:
                 job.thread.join()
         self.follower.close()
 
+    def check_deletable(self, name: str) -> None:
+        """ResourceInUseException while a GSI of the table is being backfilled (DynamoDB
+        refuses to delete a table that is being updated)."""
+        with self._guard:
+            jobs = [job for job in self._backfills.values()
+                    if job.table_name == name and not job.finished.is_set()]
+        if jobs:
+            raise ResourceInUseException(
+                f"Table {name} is being updated: global secondary index {jobs[0].index_name} "
+                "is being backfilled; delete the table when the index is ACTIVE (or delete "
+                "the index first)")
+
     def forget_table(self, name: str) -> None:
-        """Before a table is dropped: stop its backfills; wait out a follower round."""
+        """Before a table is dropped: stop whatever backfill is left (not waited for: it
+        may need the table lock the caller holds; it ends at its next batch)."""
         with self._guard:
             jobs = [job for job in self._backfills.values() if job.table_name == name]
+            for job in jobs:
+                self._backfills.pop((name, job.index_id), None)
         for job in jobs:
             job.cancel.set()
-        for job in jobs:
-            if job.thread is not None:
-                job.thread.join()
 
     def table_lock(self, name: str):
         """The follower lock of a table: hold it to close or swap the table's partitions

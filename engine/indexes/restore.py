@@ -49,6 +49,22 @@ def read_index_meta(env_dir: Path) -> dict | None:
         env.close()
 
 
+def backed_up_definitions(settings: dict, partition_meta: dict | None) -> dict | None:
+    """The backed-up definitions in meta form (``{"indexes": [...]}``): from the
+    manifest's ``settings["indexes"]`` (the table record's ``indexes``, when the backup
+    recorded them) else from a restored partition's meta — both name the same indexes
+    (a GSI being deleted at backup time is in neither)."""
+    recorded = settings.get("indexes") if isinstance(settings, dict) else None
+    if isinstance(recorded, dict):
+        return {"indexes": [
+            *({**data, "kind": LOCAL} for data in recorded.get("local", [])),
+            *({key: value for key, value in data.items()
+               if key in ("name", "kind", "key_schema", "projection", "index_id")}
+              for data in recorded.get("global", []) if data.get("status") != "DELETING"),
+        ]}
+    return partition_meta
+
+
 def check_overrides(key_schema: Sequence[Sequence[str]], local: Any, global_: Any) -> dict:
     """Validate restore overrides now (before any download); returns their JSON form
     (``{"local": [...] | None, "global": [...] | None}``) for the table's restore record."""
