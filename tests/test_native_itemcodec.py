@@ -405,3 +405,31 @@ def test_any_number_body_decodes_canonically_or_raises_value_error(body):
 @given(st.integers(1, 10**18), st.integers(0, 20))
 def test_integers_with_trailing_zeros(value, zeros):
     assert ic.decode_item(ic.encode_item({"n": value * 10**zeros})) == {"n": value * 10**zeros}
+
+
+# ---------------------------------------------------------------------------- by hand
+# engine/backup/RESTORE_BY_HAND.md gives a pure-Python decoder for stored items: it must
+# decode what the codec writes, versions 1 and 2, and refuse what fails a checksum.
+
+def restore_by_hand_decoder():
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "engine/backup/RESTORE_BY_HAND.md").read_text()
+    (block,) = [part.split("```", 1)[0] for part in text.split("```python\n")[1:]
+                if "def decode_stored_item" in part]
+    namespace: dict = {}
+    exec(compile(block, "RESTORE_BY_HAND.md", "exec"), namespace)
+    return namespace["decode_stored_item"]
+
+
+_by_hand = restore_by_hand_decoder()
+
+
+@given(item=items, key=keys)
+def test_the_restore_by_hand_decoder_agrees(item, key):
+    assert _by_hand(ic.encode_item(item, key), key) == ic.decode_item(ic.encode_item(item, key))
+    assert _by_hand(ref.encode_legacy_item(item), key) == item
+    damaged = bytearray(ic.encode_item(item, key))
+    damaged[len(damaged) // 2] ^= 0x10
+    with pytest.raises(ValueError, match="checksum"):
+        _by_hand(bytes(damaged), key)
