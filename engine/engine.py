@@ -22,6 +22,7 @@ from typing import Any
 
 from .backup.manager import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARALLELISM, BackupManager
 from .backup.restore_manager import RestoreManager
+from .billing import check_billing
 from .catalog import Catalog
 from .dirlock import DirectoryLock
 from .errors import (
@@ -226,6 +227,7 @@ class Engine:
         local_indexes: Sequence[dict] | None = None,
         global_indexes: Sequence[dict] | None = None,
         gsi_partitions: int = DEFAULT_GSI_PARTITIONS,
+        billing: dict | None = None,
     ) -> dict:
         """Create a table and return its description (status ACTIVE).
 
@@ -237,6 +239,10 @@ class Engine:
         (:mod:`engine.indexes.definitions`: ``{"name", "key_schema": [(name, type), ...],
         "projection": "ALL" | "KEYS_ONLY" | {"type": "INCLUDE", "non_key_attributes":
         [...]}}``); each GSI gets ``gsi_partitions`` hash partitions of its own.
+
+        ``billing``: DynamoDB's billing mode and provisioned units (:mod:`engine.billing`),
+        stored and described, kept by backups and restores; not enforced. None is
+        PAY_PER_REQUEST.
         """
         self._check_open()
         validate_table_name(name)
@@ -250,6 +256,7 @@ class Engine:
                 f"sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}"
             )
         boundaries = initial_boundaries(schema, partitions, split_points)
+        stored_billing = check_billing(billing) if billing is not None else None
         tables = self._tables
         with tables.lock:
             if self._catalog.get_table(name) is not None:
@@ -267,6 +274,8 @@ class Engine:
                 "sync": sync,
                 "created_at": time.time(),
             }
+            if stored_billing is not None:
+                record["billing"] = stored_billing
             if local_defs or global_defs:
                 record["indexes"] = {
                     "local": [definition.to_json() for definition in local_defs],
@@ -377,6 +386,20 @@ class Engine:
         (GSIs are otherwise eventually consistent, as in DynamoDB)."""
         self._check_open()
         self._indexes.catch_up(table, timeout)
+
+    def split_index_partition(self, table: str, index_name: str, partition_id: str,
+                              at: bytes | None = None) -> list[str]:
+        """Split one partition of a GSI's own storage (``at``: the first storage key of
+        the right half; None: the median entry); returns the two new partition ids (the
+        GSI's ``partition_ids`` in :meth:`describe_table`)."""
+        self._check_open()
+        return self._indexes.split_index_partition(table, index_name, partition_id, at)
+
+    def merge_index_partitions(self, table: str, index_name: str, left_id: str,
+                               right_id: str) -> str:
+        """Merge two neighbouring partitions of a GSI; returns the new partition id."""
+        self._check_open()
+        return self._indexes.merge_index_partitions(table, index_name, left_id, right_id)
 
     def index_lag(self) -> dict[str, float]:
         """The follower's write-to-GSI delay percentiles (``p50``, ``p99``, ``max`` in

@@ -396,3 +396,33 @@ def test_backed_up_definitions_prefer_the_manifest():
     meta = backed_up_definitions({"indexes": recorded}, {"indexes": []})
     assert [d["name"] for d in meta["indexes"]] == ["l1", "g1"]
     assert backed_up_definitions({"sync": "batch"}, {"indexes": ["x"]}) == {"indexes": ["x"]}
+
+
+def test_gsi_partitions_split_and_merge_while_serving(eng, tmp_path):
+    table = indexed(eng)
+    items = fill(table, 300)
+    eng.wait_for_index_catch_up("Items")
+    before = eng.describe_table("Items")["global_indexes"][0]
+    assert before["name"] == "byGroup" and before["partition_ids"] == ["p0000", "p0001"]
+    handle = eng.index("Items", "byGroup")  # a handle from before keeps working
+    left, right = eng.split_index_partition("Items", "byGroup", "p0000")
+    table.put_item({"pk": "late", "sk": 1, "grp": "g1", "rank": 1})
+    eng.wait_for_index_catch_up("Items")
+    merged = eng.merge_index_partitions("Items", "byGroup", right, "p0001")
+    table.delete_item({"pk": "p1", "sk": 1})
+    eng.wait_for_index_catch_up("Items")
+    items = list(table.iter_items())
+    assert eng.describe_table("Items")["global_indexes"][0]["partition_ids"] == [left, merged]
+    assert sorted(map(repr, handle.iter_entries())) == sorted(
+        map(repr, eng.index("Items", "byGroup").iter_entries()))
+    assert index_entries(eng, "Items", "byGroup") == expected_entries(items, TABLE_KEYS, GSI)
+    check_query_order(eng, "Items", GSI, TABLE_KEYS)
+    eng.close()
+    with Engine.open(tmp_path / "data", map_size_bytes=1 << 28) as engine:
+        gsi_dir = engine.table_directory("Items")
+        assert index_entries(engine, "Items", "byGroup") == expected_entries(
+            items, TABLE_KEYS, GSI)
+        index_id = engine.describe_table("Items")["global_indexes"][0]["index_id"]
+        on_disk = sorted(p.name for p in (gsi_dir.with_name(gsi_dir.name + ".gsi") /
+                                          index_id).iterdir())
+        assert on_disk == sorted([left, merged])  # the replaced partitions' files are gone

@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..partition import OP_DELETE, OP_PUT, Partition, PartitionRetired
+from ..partition import OP_DELETE, OP_PUT, Partition
 from ..partition_map import PartitionMap, build_map, hash_boundaries
 
 DEFAULT_GSI_PARTITIONS = 2
@@ -40,17 +40,48 @@ class GsiStore:
                  map_size: int, segment_bytes: int) -> None:
         self.directory = Path(directory)
         self.name = name
-        self.partition_map = PartitionMap.from_json(map_json)
-        self.partitions: list[Partition] = []
+        self.sync = sync
+        self.map_size = map_size
+        self.segment_bytes = segment_bytes
+        self.retired: list[Partition] = []  # replaced by a split/merge; closed with the store
+        pmap = PartitionMap.from_json(map_json)
+        partitions: list[Partition] = []
+        self.routing: tuple[PartitionMap, list[Partition]] = (pmap, partitions)
         try:
-            for interval in self.partition_map:
-                self.partitions.append(Partition(
-                    self.directory / interval.partition_id, partition_id=interval.partition_id,
-                    table_name=name, sync=sync, map_size=map_size,
-                    segment_bytes=segment_bytes))
+            for interval in pmap:
+                partitions.append(self.open_partition(interval.partition_id))
         except BaseException:
             self.close()
             raise
+        self._remove_stray_dirs()
+
+    def open_partition(self, partition_id: str) -> Partition:
+        return Partition(self.directory / partition_id, partition_id=partition_id,
+                         table_name=self.name, sync=self.sync, map_size=self.map_size,
+                         segment_bytes=self.segment_bytes)
+
+    def _remove_stray_dirs(self) -> None:
+        """Directories of partitions not in the map: the losing side of an interrupted
+        split or merge (the catalog's map is the commit point)."""
+        live = {interval.partition_id for interval in self.partition_map}
+        for child in self.directory.iterdir():
+            if child.is_dir() and child.name not in live:
+                shutil.rmtree(child, ignore_errors=True)
+
+    @property
+    def partition_map(self) -> PartitionMap:
+        return self.routing[0]
+
+    @property
+    def partitions(self) -> list[Partition]:
+        return list(self.routing[1])
+
+    def swap(self, pmap: PartitionMap, partitions: list[Partition],
+             replaced: list[Partition]) -> None:
+        """Switch to a new map in one assignment (readers see the old or the new one);
+        the replaced partitions stay open for readers still on them until :meth:`close`."""
+        self.routing = (pmap, list(partitions))
+        self.retired.extend(replaced)
 
     def write(self, ops: Sequence[tuple[int, bytes, bytes | None]]) -> None:
         """Apply deltas in order: the last one per key wins; one WAL record per partition,
@@ -59,19 +90,19 @@ class GsiStore:
         last: dict[bytes, tuple[int, bytes, bytes | None]] = {}
         for op in ops:
             last[op[1]] = op
+        pmap, partitions = self.routing
         groups: dict[int, list] = {}
         for op in last.values():
-            groups.setdefault(self.partition_map.index_for(op[1]), []).append(op)
+            groups.setdefault(pmap.index_for(op[1]), []).append(op)
         for index, group in groups.items():
-            try:
-                self.partitions[index].write(lambda get, group=group: (list(group), None))
-            except PartitionRetired:  # GSI partitions are not repartitioned (yet)
-                raise
+            # Only the follower (under its lock) and a backfill (under the repartitioning
+            # lock) write here, and a split or merge takes both: never a retired partition.
+            partitions[index].write(lambda get, group=group: (list(group), None))
 
     def iter_range(self, lo: bytes, hi: bytes | None, *,
                    reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of every entry in ``[lo, hi)``, in key order (or reversed)."""
-        pmap = self.partition_map
+        pmap, partitions = self.routing
         first = pmap.index_for(lo)
         indexes = [first]
         while indexes[-1] + 1 < len(pmap) and (
@@ -80,7 +111,7 @@ class GsiStore:
         if reverse:
             indexes.reverse()
         for index in indexes:
-            yield from self.partitions[index].iter_range(lo, hi, reverse=reverse)
+            yield from partitions[index].iter_range(lo, hi, reverse=reverse)
 
     def stats(self) -> tuple[int, int]:
         count = size = 0
@@ -91,8 +122,11 @@ class GsiStore:
         return count, size
 
     def close(self) -> None:
-        for partition in self.partitions:
+        for partition in [*self.routing[1], *self.retired]:
             partition.close()
+        for partition in self.retired:  # their files outlive readers only until now
+            shutil.rmtree(partition.directory, ignore_errors=True)
+        self.retired = []
 
     def drop(self) -> None:
         """Close and delete the files."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ResourceInUseException, ResourceNotFoundException, ValidationException
+from . import gsi_repartition
 from .backfill import BackfillCancelled, backfill_partition
 from .definitions import GLOBAL, IndexDefinition, parse_definition, validate_indexes
 from .follower import IndexFollower
@@ -310,6 +311,60 @@ class IndexManager:
 
         tables.update_record(table_name, remove)
 
+    # ------------------------------------------------------------------ GSI partitions
+    def split_index_partition(self, table_name: str, index_name: str, partition_id: str,
+                              at: bytes | None = None) -> list[str]:
+        """Split a partition of a GSI's own storage; returns the two new partition ids."""
+        def build(store, ids):
+            pmap, partitions, old = gsi_repartition.split(store, partition_id, ids, at)
+            return pmap, partitions, [old]
+
+        return self._repartition_gsi(table_name, index_name, 2, build)
+
+    def merge_index_partitions(self, table_name: str, index_name: str, left_id: str,
+                               right_id: str) -> str:
+        """Merge two neighbouring partitions of a GSI; returns the new partition id."""
+        return self._repartition_gsi(table_name, index_name, 1, lambda store, ids:
+                                     gsi_repartition.merge(store, left_id, right_id,
+                                                           ids[0]))[0]
+
+    def _repartition_gsi(self, table_name: str, index_name: str, count: int,
+                         build: Any) -> list[str]:
+        tables = self.tables
+        with self.locks.table_lock(table_name), self.follower.lock(table_name):
+            record = tables.record(table_name)
+            entry = _global_entry(record, index_name)
+            store = tables.gsi_stores(table_name).get(index_name)
+            if entry is None or store is None:
+                raise ResourceNotFoundException(
+                    f"Requested resource not found: Index: {index_name} not found in table "
+                    f"{table_name}")
+            if entry["status"] != "ACTIVE":
+                raise ResourceInUseException(
+                    f"index {index_name} of table {table_name} is {entry['status']}: "
+                    "repartition it once it is ACTIVE")
+            seq = entry.get("next_partition_seq", len(entry["partition_map"]))
+            ids = [f"p{seq + offset:04d}" for offset in range(count)]
+            pmap, partitions, replaced = build(store, ids)
+
+            def commit(current: dict | None) -> dict | None:
+                data = _global_entry(current, index_name) if current else None
+                if data is not None:
+                    data["partition_map"] = pmap.to_json()
+                    data["next_partition_seq"] = seq + count
+                return current
+
+            try:
+                tables.update_record(table_name, commit)
+            except BaseException:
+                for partition in partitions:
+                    if partition.partition_id in ids:
+                        partition.close()
+                        shutil.rmtree(partition.directory, ignore_errors=True)
+                raise
+            store.swap(pmap, partitions, replaced)
+            return ids
+
     def wait_for_index(self, table_name: str, index_name: str, timeout: float = 600.0) -> dict:
         """Block until the GSI is no longer CREATING; returns its description. A failed
         backfill raises with its error (it is retried on the next open)."""
@@ -415,6 +470,7 @@ class IndexManager:
                 "projection": dict(data["projection"]), "status": data["status"],
                 "backfilling": bool(data.get("backfilling")),
                 "partitions": len(data["partition_map"]),
+                "partition_ids": [entry["partition_id"] for entry in data["partition_map"]],
                 "item_count": count, "size_bytes": size, "lag_records": lag_records,
                 "lag_seconds": 0.0 if oldest is None else max(0.0, (now - oldest) / 1e9),
                 "created_at": data["created_at"],
