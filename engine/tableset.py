@@ -240,6 +240,8 @@ class TableSet:
         }
         if record.get("failure_reason"):
             description["failure_reason"] = record["failure_reason"]
+        if record.get("billing"):  # engine.billing: kept, described, not enforced
+            description["billing"] = dict(record["billing"])
         if record.get("restore"):  # restored from a backup (engine.backup.restore_manager)
             description["restore"] = dict(record["restore"])
         return description

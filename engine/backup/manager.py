@@ -183,6 +183,7 @@ class BackupManager:
                     f"{self.max_in_flight}; retry when one finishes"
                 )
             table = self.tables.table(table_name)
+            table_items, table_bytes = table.stats()
             record = {
                 "backup_id": new_backup_id(self.region),
                 "backup_name": backup_name,
@@ -199,7 +200,14 @@ class BackupManager:
                 "size_bytes": None,
                 "item_count": None,
                 "store": self.store.url,
+                # The source table as DescribeBackup's SourceTableDetails shows it: its
+                # creation time and approximate size now, its billing (engine.billing).
+                "table_created_at": table_record["created_at"],
+                "table_size_bytes": table_bytes,
+                "table_item_count": table_items,
             }
+            if table_record.get("billing"):
+                record["billing"] = dict(table_record["billing"])
             if source == "replica":
                 record["source"] = "replica"
             run = self._new_run(record, table)
@@ -284,7 +292,8 @@ class BackupManager:
             key: record.get(key)
             for key in ("backup_id", "backup_name", "table_name", "table_id", "region",
                         "status", "failure_reason", "created_at", "completed_at",
-                        "size_bytes", "item_count", "partitioning")
+                        "size_bytes", "item_count", "partitioning", "table_created_at",
+                        "table_size_bytes", "table_item_count", "billing")
         }
         description["key_schema"] = [tuple(pair) for pair in record["key_schema"]]
         description["backup_type"] = "USER"

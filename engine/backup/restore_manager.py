@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..billing import billing_from_settings
 from ..errors import (
     BackupInUseException,
     BackupNotFoundException,
@@ -155,8 +156,15 @@ class RestoreManager:
                 "sync": sync or manifest.settings.get("sync", "batch"),
                 "created_at": time.time(),
                 "restore": {"backup_id": backup_id, "store": store.url,
-                            "own_store": own_store, "started_at": time.time()},
+                            "own_store": own_store, "started_at": time.time(),
+                            # DescribeTable's RestoreSummary, also once the backup is gone
+                            "source_table_name": manifest.table_name,
+                            "source_region": manifest.region,
+                            "backup_created_at": manifest.created_at},
             }
+            billing = billing_from_settings(manifest.settings)
+            if billing is not None:
+                table_record["billing"] = billing
             if overrides is not None:
                 table_record["restore"]["index_overrides"] = overrides
             if own_store:

@@ -3,14 +3,20 @@ the backup response shapes."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from engine.billing import billing_of
 from engine.errors import ValidationException
 
 from .common import ServerContext, get, refuse
 from .common import limit as limit_member
-from .tables import key_schema_json, table_arn, table_description
+from .tables import (
+    key_schema_json,
+    provisioned_units,
+    table_arn,
+    table_description,
+    table_id_json,
+)
 
 __all__ = [
     "create_backup", "describe_backup", "list_backups", "delete_backup",
@@ -54,17 +60,27 @@ def backup_details(ctx: ServerContext, backup: dict) -> dict:
 
 
 def backup_description(ctx: ServerContext, backup: dict) -> dict:
+    """DescribeBackup's BackupDescription. SourceTableDetails describe the table when the
+    backup was taken (API Reference): its own creation time, its approximate size then
+    (not the compressed backup's, which is BackupSizeBytes), its item count (the backup's
+    exact count once AVAILABLE), its billing mode and units."""
+    billing = billing_of(backup)
+    item_count = backup.get("item_count")
+    if item_count is None:
+        item_count = backup.get("table_item_count") or 0
     source = {
         "TableName": backup["table_name"],
-        "TableId": backup.get("table_id"),
+        "TableId": table_id_json(backup.get("table_id")),
         "TableArn": table_arn(ctx, backup["table_name"], backup.get("region")),
-        "TableSizeBytes": backup.get("size_bytes") or 0,
         "KeySchema": key_schema_json(backup.get("key_schema") or []),
+        # Backups taken before the source's creation time was kept: the backup's time.
         "TableCreationDateTime": backup.get("table_created_at") or backup["created_at"],
-        "ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0},
-        "ItemCount": backup.get("item_count") or 0,
-        "BillingMode": "PAY_PER_REQUEST",
+        "ProvisionedThroughput": provisioned_units(billing),
+        "ItemCount": item_count,
+        "BillingMode": billing["mode"],
     }
+    if backup.get("table_size_bytes") is not None:
+        source["TableSizeBytes"] = backup["table_size_bytes"]
     return {
         "BackupDetails": backup_details(ctx, backup),
         "SourceTableDetails": source,
@@ -75,7 +91,7 @@ def backup_description(ctx: ServerContext, backup: dict) -> dict:
 def backup_summary(ctx: ServerContext, backup: dict) -> dict:
     return {
         "TableName": backup["table_name"],
-        "TableId": backup.get("table_id"),
+        "TableId": table_id_json(backup.get("table_id")),
         "TableArn": table_arn(ctx, backup["table_name"], backup.get("region")),
         "BackupArn": backup_arn(
             ctx, backup["table_name"], backup["backup_id"], backup.get("region")
@@ -137,15 +153,7 @@ def delete_backup(ctx: ServerContext, request: dict) -> dict:
 def restore_table_from_backup(ctx: ServerContext, request: dict) -> dict:
     target = get(request, "TargetTableName", str, required=True)
     refuse(request, "GlobalSecondaryIndexOverride", "LocalSecondaryIndexOverride")
-    backup_id = parse_backup_id(request)
-    backup = ctx.engine.describe_backup(backup_id)
-    description = ctx.engine.restore_table(backup_id, target)
-    table = table_description(ctx, description)
-    table["RestoreSummary"] = {
-        "SourceBackupArn": backup_arn(ctx, backup["table_name"], backup_id, backup.get("region")),
-        "SourceTableArn": table_arn(ctx, backup["table_name"], backup.get("region")),
-        "RestoreDateTime": time.time(),
-        "RestoreInProgress": description.get("status") != "ACTIVE",
-    }
-    return {"TableDescription": table}
+    description = ctx.engine.restore_table(parse_backup_id(request), target)
+    # RestoreSummary: table_description, from the restore the table's record keeps.
+    return {"TableDescription": table_description(ctx, description)}
 
