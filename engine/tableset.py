@@ -238,6 +238,20 @@ class TableSet:
             "size_bytes": size,
             "created_at": record["created_at"],
         }
+        indexes = record.get("indexes") or {}
+        if indexes.get("local") or indexes.get("global"):
+            # Definitions and status; Engine.describe_table adds counts, sizes and lag.
+            description["local_indexes"] = [
+                {"name": data["name"], "index_id": data["index_id"],
+                 "key_schema": [tuple(pair) for pair in data["key_schema"]],
+                 "projection": dict(data["projection"]), "status": "ACTIVE"}
+                for data in indexes.get("local", [])]
+            description["global_indexes"] = [
+                {"name": data["name"], "index_id": data["index_id"],
+                 "key_schema": [tuple(pair) for pair in data["key_schema"]],
+                 "projection": dict(data["projection"]), "status": data["status"],
+                 "backfilling": bool(data.get("backfilling"))}
+                for data in indexes.get("global", [])]
         if record.get("failure_reason"):
             description["failure_reason"] = record["failure_reason"]
         if record.get("billing"):  # engine.billing: kept, described, not enforced

@@ -154,3 +154,13 @@ def test_restore_survives_reopen(tmp_path):
         assert engine.wait_for_table("Restored", timeout=60)["status"] == "ACTIVE"
     with Engine.open(tmp_path / "data", map_size_bytes=1 << 28) as engine:
         assert_indexes_as_fresh_build(engine, "Restored", [LSI], [BY_TAG_INCLUDE])
+
+
+def test_a_restore_describes_its_indexes_while_and_after_restoring(eng):
+    make_table(eng, "Source", [LSI], [BY_GROUP])
+    backup_id = backup_of(eng, "Source")
+    eng.restore_table(backup_id, "Restored", global_indexes=[BY_TAG])
+    done = eng.wait_for_table("Restored", timeout=60)
+    assert [i["name"] for i in done["global_indexes"]] == ["byTag"]
+    assert [i["name"] for i in done["local_indexes"]] == ["byRank"]
+    assert done["global_indexes"][0]["status"] == "ACTIVE"
