@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from . import _walframe
 from .errors import CorruptionError
+from .wal import SEGMENT_HEADER_BYTES, records_offset
 
 if TYPE_CHECKING:
     from .partition import Partition
@@ -38,7 +39,7 @@ class WalTail:
                 partition=self.partition.name, path=str(self.partition.wal.directory),
             )
         self.segment = candidates[-1]
-        self.offset = 0
+        self.offset = _records_start(self.segment[1])
 
     def read(self, upto_lsn: int) -> list[tuple[int, bytes]]:
         """Complete records with ``next_lsn <= lsn``; those past ``upto_lsn`` are kept for
@@ -78,5 +79,12 @@ class WalTail:
                     f"WAL segment after LSN {self.next_lsn - 1} starts at {newer[0][0]}",
                     partition=self.partition.name, path=str(newer[0][1]),
                 )
-            self.segment, self.offset = newer[0], 0
+            self.segment, self.offset = newer[0], _records_start(newer[0][1])
         return out
+
+
+def _records_start(path: Path) -> int:
+    """Where a segment's records begin (after its header, engine.wal). Segments are
+    created whole (header in place before the name appears), so the header is there."""
+    with open(path, "rb") as handle:
+        return records_offset(handle.read(SEGMENT_HEADER_BYTES))

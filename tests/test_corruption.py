@@ -49,18 +49,78 @@ def test_torn_tail_keeps_earlier_writes(tmp_path):
         table = engine.table("Music")
         for n in range(10):
             table.put_item({"pk": f"k{n}"})
-    segment = newest_segment(tmp_path)
-    size = segment.stat().st_size
+        segment = newest_segment(tmp_path)
+        crashed = segment.read_bytes()  # what a kill -9 now would leave: unsealed
     # Simulate a crash mid-append of an 11th record: half a record at the end.
-    with open(segment, "ab") as handle:
-        handle.write(b"\x40\x00\x00\x00\x0b\x00\x00\x00\x00\x00\x00\x00\x99")
+    segment.write_bytes(crashed + b"\x40\x00\x00\x00\x0b\x00\x00\x00\x00\x00\x00\x00\x99")
     with make_engine(tmp_path) as engine:
+        assert segment.read_bytes()[64:] == crashed[64:]  # the torn bytes were cut
         keys = sorted(item["pk"] for item in engine.table("Music").iter_items())
         assert keys == sorted(f"k{n}" for n in range(10))
         engine.table("Music").put_item({"pk": "after"})
-    assert segment.stat().st_size > size  # the torn bytes were cut, then a new record written
     with make_engine(tmp_path) as engine:
         assert engine.table("Music").get_item({"pk": "after"}) == {"pk": "after"}
+
+
+# ---------------------------------------------------------------------------- WAL end
+# A WAL truncated in the middle of a segment, a deleted segment or a gap, with data.mdb
+# behind it (so the lost records were acknowledged and are nowhere else), is a
+# CorruptionError naming the file — not a torn tail, and never a silent loss.
+
+
+def wal_behind_data(path):
+    """A closed table whose data.mdb is at LSN 1 while its WAL (several segments, kept by
+    a hold) goes on to LSN 41: the records after 1 exist only in the WAL."""
+    with Engine.open(path, wal_segment_bytes=4096, map_size_bytes=1 << 28) as engine:
+        engine.create_table("Music", partition_key=("pk", "S"), partitions=1)
+        engine.table("Music").put_item({"pk": "first"})
+    data_mdb = next((path / "tables").glob("*/p0000/lmdb/data.mdb"))
+    behind = data_mdb.read_bytes()
+    with Engine.open(path, wal_segment_bytes=4096, map_size_bytes=1 << 28) as engine:
+        engine.table("Music").partitions[0].hold_wal(0)  # keep every segment at close
+        for n in range(40):
+            engine.table("Music").put_item({"pk": f"k{n:02d}", "v": "x" * 300})
+    data_mdb.write_bytes(behind)
+    segments = sorted((path / "tables").glob("*/p0000/wal/*.wal"))
+    assert len(segments) >= 4
+    return segments
+
+
+def test_with_data_behind_the_intact_wal_replays_everything(tmp_path):
+    wal_behind_data(tmp_path)
+    with Engine.open(tmp_path, map_size_bytes=1 << 28) as engine:
+        assert len(list(engine.table("Music").iter_items())) == 41
+
+
+@pytest.mark.parametrize("damage", ["cut mid-segment", "cut at a record boundary",
+                                    "middle segment deleted", "newest segment deleted",
+                                    "oldest segments deleted"])
+def test_a_truncated_or_missing_wal_segment_is_corruption_naming_the_file(tmp_path, damage):
+    segments = wal_behind_data(tmp_path)
+    if damage.startswith("cut"):
+        named = segments[2]
+        data = named.read_bytes()
+        keep = 64 + (700 if damage == "cut at a record boundary" else 777)
+        if damage == "cut at a record boundary":
+            from engine import _walframe
+
+            records, end, _ = _walframe.scan_records(data[:keep + 400], 64)
+            keep = end  # just past a whole record
+            assert records
+        named.write_bytes(data[:keep])
+    else:
+        index = {"middle segment deleted": 2, "newest segment deleted": -1,
+                 "oldest segments deleted": 1}[damage]
+        gone = segments[index]
+        gone.unlink()
+        named = gone
+        if index == 1:  # the first two (records up to data.mdb's LSN, then beyond it)
+            segments[0].unlink()
+            named = segments[2]  # the gap comes before it
+    with pytest.raises(CorruptionError) as caught:
+        Engine.open(tmp_path, map_size_bytes=1 << 28)
+    message = str(caught.value)
+    assert "Music/p0000" in message and named.name in message, message
 
 
 # ---------------------------------------------------------------------------- stored items
