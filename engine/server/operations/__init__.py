@@ -29,7 +29,7 @@ from .batches import batch_get_item, batch_write_item
 from .common import ServerContext
 from .items import delete_item, get_item, put_item, update_item
 from .queries import query, scan
-from .tables import create_table, delete_table, describe_table, list_tables
+from .tables import create_table, delete_table, describe_table, list_tables, update_table
 
 __all__ = ["ServerContext", "OPERATIONS", "error_code"]
 
@@ -37,6 +37,7 @@ _COMMON = frozenset({"ValidationException", "InternalServerError", "LimitExceede
 _TABLE_CODES = _COMMON | {"ResourceNotFoundException", "ResourceInUseException"}
 _ITEM_CODES = _COMMON | {
     "ResourceNotFoundException", "ConditionalCheckFailedException", "SerializationException",
+    "ItemCollectionSizeLimitExceededException",
 }
 _BACKUP_CODES = _COMMON | {
     "TableNotFoundException",
@@ -54,6 +55,7 @@ OPERATIONS: dict[str, tuple[Callable[[ServerContext, dict], dict], frozenset[str
     "DescribeTable": (describe_table, _TABLE_CODES),
     "ListTables": (list_tables, _TABLE_CODES),
     "DeleteTable": (delete_table, _TABLE_CODES),
+    "UpdateTable": (update_table, _TABLE_CODES),
     "PutItem": (put_item, _ITEM_CODES),
     "GetItem": (get_item, _ITEM_CODES),
     "DeleteItem": (delete_item, _ITEM_CODES),

@@ -25,6 +25,8 @@ from engine.expressions.projection import project
 from .capacity import (
     add_consumed,
     capacity_mode,
+    index_write_units,
+    item_collection_metrics,
     item_collection_metrics_mode,
     item_read_units,
     item_write_units,
@@ -93,13 +95,26 @@ def _failed(
     return err
 
 
+def _written(response: dict, table: Any, capacity: str, old: dict | None, new: dict | None,
+             metrics_mode: str, key: dict) -> dict:
+    """A write's response: ConsumedCapacity (the table's and its indexes' units) and, on
+    a table with LSIs under ReturnItemCollectionMetrics SIZE, ItemCollectionMetrics."""
+    if capacity != "NONE":
+        add_consumed(response, capacity, table.name, item_write_units(old, new), write=True,
+                     indexes=index_write_units(table, old, new))
+    metrics = item_collection_metrics(table, metrics_mode, key)
+    if metrics is not None:
+        response["ItemCollectionMetrics"] = metrics
+    return response
+
+
 def put_item(ctx: ServerContext, request: dict) -> dict:
     name = table_name(request)
     expressions = _expressions(request, "PutItem")
     item = deserialize_item(get(request, "Item", dict, required=True), "Item")
     return_values = _return_values(request, ("NONE", "ALL_OLD"))
     capacity = capacity_mode(request)
-    item_collection_metrics_mode(request)
+    metrics_mode = item_collection_metrics_mode(request)
     on_failure = _on_failure(request)
     table = open_table(ctx, name)
     check_item_key(key_schema(table), item)
@@ -116,7 +131,7 @@ def put_item(ctx: ServerContext, request: dict) -> dict:
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old:
         response["Attributes"] = serialize_item(old)
-    return add_consumed(response, capacity, table.name, item_write_units(old, item), write=True)
+    return _written(response, table, capacity, old, item, metrics_mode, item)
 
 
 def get_item(ctx: ServerContext, request: dict) -> dict:
@@ -148,7 +163,7 @@ def delete_item(ctx: ServerContext, request: dict) -> dict:
     expressions = _expressions(request, "DeleteItem")
     return_values = _return_values(request, ("NONE", "ALL_OLD"))
     capacity = capacity_mode(request)
-    item_collection_metrics_mode(request)
+    metrics_mode = item_collection_metrics_mode(request)
     on_failure = _on_failure(request)
     table = open_table(ctx, name)
     key = parse_key(key_schema(table), request.get("Key"))
@@ -165,7 +180,7 @@ def delete_item(ctx: ServerContext, request: dict) -> dict:
     response: dict[str, Any] = {}
     if return_values == "ALL_OLD" and old:
         response["Attributes"] = serialize_item(old)
-    return add_consumed(response, capacity, table.name, item_write_units(old), write=True)
+    return _written(response, table, capacity, old, None, metrics_mode, key)
 
 
 def update_item(ctx: ServerContext, request: dict) -> dict:
@@ -186,7 +201,7 @@ def _update_item(ctx: ServerContext, request: dict) -> dict:
     expressions = _expressions(request, "UpdateItem")
     return_values = enum(request, "ReturnValues", RETURN_VALUES, "NONE")
     capacity = capacity_mode(request)
-    item_collection_metrics_mode(request)
+    metrics_mode = item_collection_metrics_mode(request)
     on_failure = _on_failure(request)
     table = open_table(ctx, name)
     schema = key_schema(table)
@@ -204,10 +219,10 @@ def _update_item(ctx: ServerContext, request: dict) -> dict:
     _check_key_not_updated(update, key_names)
     if not update.actions:
         return _update_without_actions(table, key, condition, return_values, capacity,
-                                       on_failure)
+                                       on_failure, metrics_mode)
     if _deletes_only(update):
         return _update_deletes_only(table, key, update, condition, return_values, capacity,
-                                    on_failure)
+                                    on_failure, metrics_mode)
     old = table.get_item(key) if capacity != "NONE" else None
     try:
         result = table.update_item(
@@ -219,14 +234,14 @@ def _update_item(ctx: ServerContext, request: dict) -> dict:
     response: dict[str, Any] = {}
     if return_values != "NONE" and result:
         response["Attributes"] = serialize_item(result)
+    new = None
     if capacity != "NONE":
         new = result if return_values == "ALL_NEW" else table.get_item(key)
-        add_consumed(response, capacity, table.name, item_write_units(old, new), write=True)
-    return response
+    return _written(response, table, capacity, old, new, metrics_mode, key)
 
 
 def _update_without_actions(table: Any, key: dict, condition: Any, return_values: str,
-                            capacity: str, on_failure: str) -> dict:
+                            capacity: str, on_failure: str, metrics_mode: str) -> dict:
     """UpdateItem with no update at all: DynamoDB creates the key-only item if it is
     missing (and the condition holds). The engine refuses an update without actions, so:
     read, check, and create with a put conditioned on the item still being missing."""
@@ -244,7 +259,7 @@ def _update_without_actions(table: Any, key: dict, condition: Any, return_values
     new = old if old is not None else dict(key)
     result = {"ALL_OLD": old, "ALL_NEW": new}.get(return_values)
     response: dict[str, Any] = {"Attributes": serialize_item(result)} if result else {}
-    return add_consumed(response, capacity, table.name, item_write_units(old, new), write=True)
+    return _written(response, table, capacity, old, new, metrics_mode, key)
 
 
 def _deletes_only(update: Update) -> bool:
@@ -255,7 +270,8 @@ def _deletes_only(update: Update) -> bool:
 
 
 def _update_deletes_only(table: Any, key: dict, update: Update, condition: Any,
-                         return_values: str, capacity: str, on_failure: str) -> dict:
+                         return_values: str, capacity: str, on_failure: str,
+                         metrics_mode: str) -> dict:
     """Run the update only if the item exists (one atomic condition), and tell a missing
     item (nothing to do, if the client's condition holds for no item) from a failed
     client condition by the item the engine's failure carries."""
@@ -273,14 +289,14 @@ def _update_deletes_only(table: Any, key: dict, update: Update, condition: Any,
             failed = ConditionalCheckFailedException("The conditional request failed")
             failed.item = current if on_failure == "ALL_OLD" else None  # type: ignore[attr-defined]
             raise _failed(failed, on_failure) from None
-        return add_consumed({}, capacity, table.name, item_write_units(None), write=True)
+        return _written({}, table, capacity, None, None, metrics_mode, key)
     response: dict[str, Any] = {}
     if return_values != "NONE" and result:
         response["Attributes"] = serialize_item(result)
+    new = None
     if capacity != "NONE":
         new = result if return_values == "ALL_NEW" else table.get_item(key)
-        add_consumed(response, capacity, table.name, item_write_units(old, new), write=True)
-    return response
+    return _written(response, table, capacity, old, new, metrics_mode, key)
 
 
 def _is_type_error(err: ValidationException) -> bool:

@@ -4,13 +4,20 @@
   1 MB of evaluated items. ``Count`` is what passed the filter, ``ScannedCount`` what was
   evaluated; ``LastEvaluatedKey`` is the last evaluated item's key whenever the page
   stopped early, even if the filter dropped that item.
-- ``Select``: ``ALL_ATTRIBUTES`` (the default without a projection),
+- ``Select``: ``ALL_ATTRIBUTES`` (the default without a projection on a table),
   ``SPECIFIC_ATTRIBUTES`` (the default with one, and it needs one), ``COUNT`` (no items),
-  ``ALL_PROJECTED_ATTRIBUTES`` (only for an index, which this server does not have).
+  ``ALL_PROJECTED_ATTRIBUTES`` (only with ``IndexName``, and the default there).
 - A Query's filter (``FilterExpression`` or ``QueryFilter``) may not name key attributes:
   those belong in the key condition.
 - ``ExclusiveStartKey`` must be a key of the table; for a parallel Scan it must lie in the
   segment it resumes.
+- ``IndexName`` (engine.indexes.query.Index): the key condition is on the index's keys
+  and the filter may not name them; ``ExclusiveStartKey`` / ``LastEvaluatedKey`` hold the
+  index's and the table's key attributes. A GSI is eventually consistent
+  (``ConsistentRead`` is refused), returns only what it projects (``ALL_ATTRIBUTES`` is
+  refused unless it projects ALL; a projection naming other attributes finds them absent,
+  as "global secondary index queries cannot fetch attributes from the parent table");
+  an LSI fetches what it does not project from the table.
 - Capacity: the evaluated items' total size, rounded up to 4 KB once per page.
 """
 
@@ -24,7 +31,7 @@ from engine.expressions import legacy
 from engine.expressions.ast import Path, Projection
 from engine.expressions.keycondition import check_filter_keys, check_key_paths, key_condition
 
-from .capacity import add_consumed, capacity_mode, read_units
+from .capacity import add_consumed, capacity_mode, index_read, read_units
 from .common import (
     SELECT,
     RequestExpressions,
@@ -39,26 +46,23 @@ from .common import (
     projection_of,
     table_name,
 )
+from .indexes import open_index
 
 __all__ = ["query", "scan", "MAX_SCAN_SEGMENTS"]
 
 MAX_SCAN_SEGMENTS = 1_000_000
 
 
-def _no_index(request: dict) -> None:
-    index = get(request, "IndexName", str)
-    if index is not None:
-        raise ValidationException(f"The table does not have the specified index: {index}")
-
-
-def _select(request: dict, projection: Projection | None) -> str:
+def _select(request: dict, projection: Projection | None, index: Any = None) -> str:
     """Select, checked against the projection (dynalite / DynamoDB messages)."""
     select = enum(request, "Select", SELECT, None)
     legacy_projection = request.get("AttributesToGet") is not None
     parameter = "AttributesToGet" if legacy_projection else "ProjectionExpression"
     if select is None:
-        return "SPECIFIC_ATTRIBUTES" if projection is not None else "ALL_ATTRIBUTES"
-    if select == "ALL_PROJECTED_ATTRIBUTES":
+        if projection is not None:
+            return "SPECIFIC_ATTRIBUTES"
+        return "ALL_PROJECTED_ATTRIBUTES" if index is not None else "ALL_ATTRIBUTES"
+    if select == "ALL_PROJECTED_ATTRIBUTES" and index is None:
         raise ValidationException(
             "One or more parameter values were invalid: Select type ALL_PROJECTED_ATTRIBUTES "
             "is supported only when querying an index (IndexName)"
@@ -68,7 +72,8 @@ def _select(request: dict, projection: Projection | None) -> str:
             "Must specify the AttributesToGet or ProjectionExpression when choosing to get "
             "SPECIFIC_ATTRIBUTES"
         )
-    if select in ("ALL_ATTRIBUTES", "COUNT") and projection is not None:
+    if select in ("ALL_ATTRIBUTES", "COUNT", "ALL_PROJECTED_ATTRIBUTES") and (
+            projection is not None):
         raise ValidationException(
             f"Cannot specify the {parameter} when choosing to get {select}"
         )
@@ -91,15 +96,21 @@ def _filter(request: dict, expressions: RequestExpressions | None, parameter: st
     )
 
 
-def _respond(table: Any, page: Any, select: str, capacity: str, consistent: bool) -> dict:
-    """The response of one page; capacity on the evaluated items' size, rounded once."""
+def _respond(table: Any, page: Any, select: str, capacity: str, consistent: bool,
+             index: Any = None) -> dict:
+    """The response of one page; capacity on the evaluated items' size, rounded once (on
+    the index when one was read)."""
     response: dict[str, Any] = {"Count": len(page.items), "ScannedCount": page.scanned_count}
     if select != "COUNT":
         response["Items"] = [serialize_item(item) for item in page.items]
     if page.last_evaluated_key:
         response["LastEvaluatedKey"] = serialize_item(page.last_evaluated_key)
     size = page.scanned_size_bytes or 0
-    return add_consumed(response, capacity, table.name, read_units(size, consistent), write=False)
+    units = read_units(size, consistent)
+    if index is not None:
+        return add_consumed(response, capacity, table.name, 0.0, write=False,
+                            indexes=index_read(index, units))
+    return add_consumed(response, capacity, table.name, units, write=False)
 
 
 def _engine_projection(select: str, projection: Projection | None, schema: list) -> Any:
@@ -113,13 +124,16 @@ def query(ctx: ServerContext, request: dict) -> dict:
     name = table_name(request)
     uses_expressions = legacy.check_not_mixed(request, "Query")
     expressions = RequestExpressions(request) if uses_expressions else None
-    _no_index(request)
     capacity = capacity_mode(request)
     consistent = boolean(request, "ConsistentRead")
     forward = boolean(request, "ScanIndexForward", True)
     page_limit = limit(request)
     table = open_table(ctx, name)
-    schema = key_schema(table)
+    index = open_index(ctx, name, request)
+    table_schema = key_schema(table)
+    # The keys the query runs on (the index's, with IndexName) and every key attribute.
+    schema = table_schema if index is None else index.key_schema
+    all_keys = _all_keys(table_schema, schema)
     partition_key = schema[0]
     sort_key = schema[1] if len(schema) > 1 else None
     if request.get("KeyConditionExpression") is not None:
@@ -139,20 +153,30 @@ def query(ctx: ServerContext, request: dict) -> dict:
         )
     projection = projection_of(request, expressions)
     if projection is not None:
-        check_key_paths(projection, [n for n, _ in schema])
-    select = _select(request, projection)
+        check_key_paths(projection, [n for n, _ in all_keys])
+    select = _select(request, projection, index)
     condition = _filter(request, expressions, "QueryFilter", [n for n, _ in schema])
     if expressions is not None:
         expressions.finish()
     start = request.get("ExclusiveStartKey")
     start_key = None
     if start is not None:
-        start_key = _start_key(schema, start)
+        start_key = _start_key(all_keys, start)
         if start_key[partition_key[0]] != pk_value:
             raise ValidationException(
                 "The provided starting key is invalid: the partition key of ExclusiveStartKey "
                 "does not match the query's partition key"
             )
+    if index is not None:
+        page = index.query_page(
+            pk_value, sort_condition, forward=forward, limit=page_limit,
+            exclusive_start_key=start_key,
+            projection=_engine_projection(select, projection, all_keys), filter=condition,
+            measure=capacity != "NONE", consistent_read=consistent,
+            select_all=select == "ALL_ATTRIBUTES",
+        )
+        return _respond(table, page, select, capacity, consistent, index)
+    if start_key is not None:
         lo, hi = table.schema.query_range(pk_value, sort_condition)
         storage_key = table.schema.key_of(start_key)
         if storage_key < lo or (hi is not None and storage_key >= hi):
@@ -173,6 +197,11 @@ def query(ctx: ServerContext, request: dict) -> dict:
     return _respond(table, page, select, capacity, consistent)
 
 
+def _all_keys(table_schema: list, index_schema: list) -> list[tuple[str, str]]:
+    """The table's key attributes and the index's (each once): an index's pagination key."""
+    return list(dict.fromkeys([*index_schema, *table_schema]))
+
+
 def _start_key(schema: list, raw: Any) -> dict:
     try:
         return parse_key(schema, raw, "ExclusiveStartKey")
@@ -184,15 +213,17 @@ def scan(ctx: ServerContext, request: dict) -> dict:
     name = table_name(request)
     uses_expressions = legacy.check_not_mixed(request, "Scan")
     expressions = RequestExpressions(request) if uses_expressions else None
-    _no_index(request)
     capacity = capacity_mode(request)
     consistent = boolean(request, "ConsistentRead")
     page_limit = limit(request)
     segment, total_segments = _segments(request)
     table = open_table(ctx, name)
+    index = open_index(ctx, name, request)
     schema = key_schema(table)
+    if index is not None:
+        schema = _all_keys(schema, index.key_schema)
     projection = projection_of(request, expressions)
-    select = _select(request, projection)
+    select = _select(request, projection, index)
     condition = _filter(request, expressions, "ScanFilter", None)
     if expressions is not None:
         expressions.finish()
@@ -200,6 +231,16 @@ def scan(ctx: ServerContext, request: dict) -> dict:
     start_key = None
     if start is not None:
         start_key = _start_key(schema, start)
+    if index is not None:
+        page = index.scan_page(
+            limit=page_limit, exclusive_start_key=start_key, segment=segment,
+            total_segments=total_segments,
+            projection=_engine_projection(select, projection, schema), filter=condition,
+            measure=capacity != "NONE", consistent_read=consistent,
+            select_all=select == "ALL_ATTRIBUTES",
+        )
+        return _respond(table, page, select, capacity, consistent, index)
+    if start_key is not None:
         if segment is not None:
             lo, hi = table.segment_range(segment, total_segments)
             storage_key = table.schema.key_of(start_key)

@@ -13,11 +13,14 @@ from typing import Any
 from engine.billing import PAY_PER_REQUEST, billing_of, check_billing
 from engine.errors import ResourceInUseException, TableAlreadyExistsException, ValidationException
 
-from .common import ServerContext, get, refuse, table_must_exist, table_name
+from .common import ServerContext, get, table_must_exist, table_name
 from .common import limit as limit_member
+from .indexes import attribute_definitions, index_attributes, index_descriptions, parse_index_list
+from .indexes import update_table as _update_table
 
 __all__ = [
     "create_table", "describe_table", "list_tables", "delete_table", "table_description",
+    "update_table",
     "table_arn", "key_schema_json", "table_id_json", "provisioned_units", "billing_request",
     "MAX_LIST_TABLES_LIMIT",
 ]
@@ -122,10 +125,7 @@ def table_description(ctx: ServerContext, description: dict) -> dict:
         "TableName": name,
         "TableStatus": description["status"],
         "KeySchema": key_schema_json(description["key_schema"]),
-        "AttributeDefinitions": [
-            {"AttributeName": attribute, "AttributeType": kind}
-            for attribute, kind in description["key_schema"]
-        ],
+        "AttributeDefinitions": attribute_definitions(description),
         "CreationDateTime": created_at,
         "ItemCount": description.get("item_count") or 0,
         "TableSizeBytes": description.get("size_bytes") or 0,
@@ -135,6 +135,7 @@ def table_description(ctx: ServerContext, description: dict) -> dict:
         "BillingModeSummary": billing_summary,
         "DeletionProtectionEnabled": False,
     }
+    table.update(index_descriptions(table["TableArn"], description))
     restored = restore_summary(ctx, description)
     if restored is not None:
         table["RestoreSummary"] = restored
@@ -144,7 +145,6 @@ def table_description(ctx: ServerContext, description: dict) -> dict:
 
 def create_table(ctx: ServerContext, request: dict) -> dict:
     name = table_name(request)
-    refuse(request, "GlobalSecondaryIndexes", "LocalSecondaryIndexes")
     stream = request.get("StreamSpecification")
     if isinstance(stream, dict) and stream.get("StreamEnabled"):
         raise ValidationException("Streams (StreamSpecification) are not supported by this server")
@@ -188,7 +188,12 @@ def create_table(ctx: ServerContext, request: dict) -> dict:
         raise ValidationException(
             "Both the Hash Key and the Range Key element in the KeySchema have the same name"
         )
-    if len(types) != len(schema):
+    local_indexes = parse_index_list(request, "LocalSecondaryIndexes", types)
+    global_indexes = parse_index_list(request, "GlobalSecondaryIndexes", types,
+                                      request.get("BillingMode"))
+    used = {attribute for attribute, _ in schema} | index_attributes(local_indexes,
+                                                                     global_indexes)
+    if set(types) != used:
         raise ValidationException(
             "One or more parameter values were invalid: Number of attributes in KeySchema does "
             "not exactly "
@@ -221,7 +226,11 @@ def create_table(ctx: ServerContext, request: dict) -> dict:
             partitions=partitions,
             partitioning=partitioning,
             billing=billing,
+            local_indexes=local_indexes,
+            global_indexes=global_indexes,
         )
+        if local_indexes or global_indexes:  # the engine describes indexes on describe
+            description = ctx.engine.describe_table(name)
     except TableAlreadyExistsException as err:
         raise ResourceInUseException(f"Table already exists: {name}") from err
     return {"TableDescription": table_description(ctx, description)}
@@ -254,3 +263,7 @@ def delete_table(ctx: ServerContext, request: dict) -> dict:
     description["status"] = "DELETING"
     return {"TableDescription": table_description(ctx, description)}
 
+
+def update_table(ctx: ServerContext, request: dict) -> dict:
+    """UpdateTable: secondary index changes (engine/server/operations/indexes.py)."""
+    return _update_table(ctx, request, lambda description: table_description(ctx, description))
