@@ -22,7 +22,7 @@ from typing import Any
 
 from .backup.manager import DEFAULT_MAX_IN_FLIGHT, DEFAULT_PARALLELISM, BackupManager
 from .backup.restore_manager import RestoreManager
-from .billing import check_billing
+from .billing import PAY_PER_REQUEST, billing_of, check_billing
 from .catalog import Catalog
 from .dirlock import DirectoryLock
 from .errors import (
@@ -31,6 +31,7 @@ from .errors import (
     ResourceInUseException,
     TableAlreadyExistsException,
     TableInUseException,
+    TableNotFoundException,
     ValidationException,
 )
 from .indexes.definitions import parse_all
@@ -300,6 +301,32 @@ class Engine:
             if progress is not None:
                 description["restore"]["progress"] = progress
         return description
+
+    def set_billing(self, name: str, billing: dict) -> dict:
+        """Change a table's billing mode and provisioned units (DynamoDB's UpdateTable
+        BillingMode / ProvisionedThroughput; :mod:`engine.billing`): stored, described, kept
+        by later backups; not enforced. Only an ACTIVE table changes (ResourceInUseException
+        otherwise, as DynamoDB answers). Returns the table's description."""
+        self._check_open()
+        stored = check_billing(billing)
+
+        def change(record: dict | None) -> dict:
+            if record is None:
+                raise TableNotFoundException(f"Table not found: {name}")
+            if record["status"] != "ACTIVE":
+                raise ResourceInUseException(
+                    f"Table {name} is {record['status']}: wait until it is ACTIVE")
+            current = billing_of(record)
+            if stored["mode"] == PAY_PER_REQUEST:  # BillingModeSummary's time of the switch
+                switched = (current.get("switched_to_pay_per_request_at")
+                            if current["mode"] == PAY_PER_REQUEST else time.time())
+                if switched is not None:
+                    stored["switched_to_pay_per_request_at"] = switched
+            record["billing"] = stored
+            return record
+
+        self._tables.update_record(name, change)
+        return self.describe_table(name)
 
     def list_tables(self) -> list[str]:
         self._check_open()

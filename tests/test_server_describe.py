@@ -1,8 +1,8 @@
 """DescribeTable, DescribeBackup and RestoreSummary as DynamoDB fills them, through a real
 server and boto3 (API Reference: TableDescription, SourceTableDetails, RestoreSummary,
 ProvisionedThroughputDescription, BillingModeSummary); a PROVISIONED table keeps its mode
-and units through DescribeTable, backups and restores; ReturnValuesOnConditionCheckFailure
-with the legacy Expected parameter."""
+and units through DescribeTable, UpdateTable, backups and restores;
+ReturnValuesOnConditionCheckFailure with the legacy Expected parameter."""
 
 from __future__ import annotations
 
@@ -149,6 +149,61 @@ def test_create_table_billing_rules(server, billing, fragment):  # noqa: F811
     assert fragment in caught.value.response["Error"]["Message"]
     with pytest.raises(ClientError) as caught:
         raw_client(server).describe_table(TableName=name)
+    assert error_code(caught) == "ResourceNotFoundException"
+
+
+def test_update_table_changes_billing_mode_and_units(client, engine):  # noqa: F811
+    name = unique("update-billing")
+    created = create(client, name, BillingMode="PAY_PER_REQUEST")
+    answer = client.update_table(TableName=name, BillingMode="PROVISIONED",
+                                 ProvisionedThroughput={"ReadCapacityUnits": 4,
+                                                        "WriteCapacityUnits": 6})
+    for table in (answer["TableDescription"], client.describe_table(TableName=name)["Table"]):
+        assert table["BillingModeSummary"] == {"BillingMode": "PROVISIONED"}
+        assert table["ProvisionedThroughput"] == {
+            "NumberOfDecreasesToday": 0, "ReadCapacityUnits": 4, "WriteCapacityUnits": 6}
+    # Units alone on a PROVISIONED table; the mode stays.
+    client.update_table(TableName=name, ProvisionedThroughput={"ReadCapacityUnits": 8,
+                                                               "WriteCapacityUnits": 8})
+    table = client.describe_table(TableName=name)["Table"]
+    assert table["ProvisionedThroughput"]["ReadCapacityUnits"] == 8
+    assert table["BillingModeSummary"] == {"BillingMode": "PROVISIONED"}
+    # Back to on demand: 0/0 and the time of the switch.
+    client.update_table(TableName=name, BillingMode="PAY_PER_REQUEST")
+    table = client.describe_table(TableName=name)["Table"]
+    assert table["ProvisionedThroughput"]["ReadCapacityUnits"] == 0
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["BillingModeSummary"]["LastUpdateToPayPerRequestDateTime"] >= \
+        created["CreationDateTime"]
+    source = client.describe_backup(BackupArn=backed_up(client, engine, name))[
+        "BackupDescription"]["SourceTableDetails"]
+    assert source["BillingMode"] == "PAY_PER_REQUEST"
+
+
+@pytest.mark.parametrize(("update", "fragment"), [
+    ({"BillingMode": "PROVISIONED"}, "must both be specified"),
+    ({"ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}},
+     "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified"),
+    ({"BillingMode": "PROVISIONED",
+      "ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 1}},
+     "greater than or equal to 1"),
+])
+def test_update_table_billing_rules(server, client, update, fragment):  # noqa: F811
+    name = unique("update-refused")
+    create(client, name, BillingMode="PAY_PER_REQUEST")
+    before = client.describe_table(TableName=name)["Table"]
+    with pytest.raises(ClientError) as caught:
+        raw_client(server).update_table(TableName=name, **update)
+    assert error_code(caught) == "ValidationException"
+    assert fragment in caught.value.response["Error"]["Message"]
+    after = client.describe_table(TableName=name)["Table"]
+    assert after["BillingModeSummary"] == before["BillingModeSummary"]
+    assert after["ProvisionedThroughput"] == before["ProvisionedThroughput"]
+
+
+def test_update_table_billing_of_a_missing_table(client):  # noqa: F811
+    with pytest.raises(ClientError) as caught:
+        client.update_table(TableName=unique("missing"), BillingMode="PAY_PER_REQUEST")
     assert error_code(caught) == "ResourceNotFoundException"
 
 

@@ -77,8 +77,34 @@ def billing_json(billing: dict, created_at: float) -> tuple[dict, dict]:
     throughput = {"NumberOfDecreasesToday": 0, **provisioned_units(billing)}
     summary: dict[str, Any] = {"BillingMode": billing["mode"]}
     if billing["mode"] == PAY_PER_REQUEST:
-        summary["LastUpdateToPayPerRequestDateTime"] = created_at
+        summary["LastUpdateToPayPerRequestDateTime"] = (
+            billing.get("switched_to_pay_per_request_at") or created_at)
     return throughput, summary
+
+
+def billing_update(ctx: ServerContext, request: dict) -> dict | None:
+    """The billing an UpdateTable request's ``BillingMode`` / ``ProvisionedThroughput``
+    asks for (checked before anything changes), or None when it asks for no change.
+    DynamoDB's rules: PROVISIONED needs units (the table's current ones when it already is
+    PROVISIONED), PAY_PER_REQUEST takes none."""
+    mode, throughput = request.get("BillingMode"), request.get("ProvisionedThroughput")
+    if mode is None and throughput is None:
+        return None
+    name = table_name(request)
+    with table_must_exist(name):
+        current = billing_of(ctx.engine.describe_table(name))
+    asked = {"BillingMode": mode or current["mode"], "ProvisionedThroughput": throughput}
+    if asked["BillingMode"] == "PROVISIONED" and throughput is None \
+            and current["mode"] == "PROVISIONED":
+        asked["ProvisionedThroughput"] = {
+            "ReadCapacityUnits": current["read_capacity_units"],
+            "WriteCapacityUnits": current["write_capacity_units"]}
+    if asked["ProvisionedThroughput"] is None:
+        asked.pop("ProvisionedThroughput")
+    wanted = billing_request(asked)
+    unchanged = {key: value for key, value in current.items()
+                 if key != "switched_to_pay_per_request_at"} == wanted
+    return None if unchanged else wanted
 
 
 def restore_summary(ctx: ServerContext, description: dict) -> dict | None:
@@ -265,5 +291,11 @@ def delete_table(ctx: ServerContext, request: dict) -> dict:
 
 
 def update_table(ctx: ServerContext, request: dict) -> dict:
-    """UpdateTable: secondary index changes (engine/server/operations/indexes.py)."""
-    return _update_table(ctx, request, lambda description: table_description(ctx, description))
+    """UpdateTable: secondary index changes (engine/server/operations/indexes.py); a
+    BillingMode / ProvisionedThroughput change is stored (Engine.set_billing)."""
+    billing = billing_update(ctx, request)  # checked before any index change
+    answer = _update_table(ctx, request, lambda description: table_description(ctx, description))
+    if billing is not None:
+        description = ctx.engine.set_billing(table_name(request), billing)
+        answer["TableDescription"] = table_description(ctx, description)
+    return answer
