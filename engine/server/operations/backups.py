@@ -8,8 +8,9 @@ from typing import Any
 from engine.billing import billing_of
 from engine.errors import ValidationException
 
-from .common import ServerContext, get, refuse
+from .common import ServerContext, get
 from .common import limit as limit_member
+from .indexes import backup_features, restore_overrides
 from .tables import (
     key_schema_json,
     provisioned_units,
@@ -84,7 +85,7 @@ def backup_description(ctx: ServerContext, backup: dict) -> dict:
     return {
         "BackupDetails": backup_details(ctx, backup),
         "SourceTableDetails": source,
-        "SourceTableFeatureDetails": {},
+        "SourceTableFeatureDetails": backup_features(ctx, backup),
     }
 
 
@@ -152,8 +153,9 @@ def delete_backup(ctx: ServerContext, request: dict) -> dict:
 
 def restore_table_from_backup(ctx: ServerContext, request: dict) -> dict:
     target = get(request, "TargetTableName", str, required=True)
-    refuse(request, "GlobalSecondaryIndexOverride", "LocalSecondaryIndexOverride")
-    description = ctx.engine.restore_table(parse_backup_id(request), target)
+    backup_id = parse_backup_id(request)
+    overrides = restore_overrides(ctx, backup_id, request)  # index overrides (indexes.py)
+    description = ctx.engine.restore_table(backup_id, target, **overrides)
     # RestoreSummary: table_description, from the restore the table's record keeps.
     return {"TableDescription": table_description(ctx, description)}
 

@@ -26,7 +26,7 @@ from .common import ServerContext, constraint_error, get, table_must_exist, tabl
 
 __all__ = [
     "parse_index_list", "index_attributes", "attribute_definitions", "index_descriptions",
-    "update_table", "open_index", "projection_json",
+    "update_table", "open_index", "projection_json", "backup_features", "restore_overrides",
 ]
 
 _PROJECTION_TYPES = ("ALL", "KEYS_ONLY", "INCLUDE")
@@ -363,3 +363,101 @@ def update_table(ctx: ServerContext, request: dict, describe: Any) -> dict:
 def _billing_mode(description: dict) -> str | None:
     billing = description.get("billing")
     return billing.get("mode") if isinstance(billing, dict) else "PAY_PER_REQUEST"
+
+
+# --- backups: the backed-up indexes, restore overrides ----------------------------------
+
+
+def backed_up_indexes(ctx: ServerContext, backup: dict) -> dict | None:
+    """The index definitions a backup recorded (the table record's ``indexes``: in the
+    backup's record or its manifest's settings), or None if it recorded none."""
+    recorded = backup.get("indexes")
+    if isinstance(recorded, dict):
+        return recorded
+    if backup.get("status") != "AVAILABLE":
+        return None
+    try:
+        manifest = ctx.engine.backups.load_manifest(backup["backup_id"], missing_ok=True)
+    except Exception:  # noqa: BLE001 - a damaged manifest shows in restore and verify
+        return None
+    settings = getattr(manifest, "settings", None) or {}
+    recorded = settings.get("indexes")
+    return recorded if isinstance(recorded, dict) else None
+
+
+def backup_features(ctx: ServerContext, backup: dict) -> dict:
+    """DescribeBackup's SourceTableFeatureDetails: the backed-up table's secondary indexes
+    (empty when the backup recorded none)."""
+    recorded = backed_up_indexes(ctx, backup) or {}
+    features: dict[str, Any] = {}
+    if recorded.get("local"):
+        features["LocalSecondaryIndexes"] = [{
+            "IndexName": data["name"], "KeySchema": _key_schema_json(data["key_schema"]),
+            "Projection": projection_json(data.get("projection") or {"type": "ALL"}),
+        } for data in recorded["local"]]
+    global_ = [data for data in recorded.get("global") or () if data.get("status") != "DELETING"]
+    if global_:
+        features["GlobalSecondaryIndexes"] = [{
+            "IndexName": data["name"], "KeySchema": _key_schema_json(data["key_schema"]),
+            "Projection": projection_json(data.get("projection") or {"type": "ALL"}),
+            "ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 0},
+        } for data in global_]
+    return features
+
+
+def _known_types(ctx: ServerContext, backup: dict) -> dict[str, str]:
+    """Types of the attributes an override may use as keys: RestoreTableFromBackup has no
+    AttributeDefinitions, so they are the backed-up table's keys and its indexes' keys —
+    from the backup's recorded definitions, else from the source table while it still
+    exists (same table id)."""
+    types = {name: kind for name, kind in backup.get("key_schema") or ()}
+    recorded = backed_up_indexes(ctx, backup)
+    definitions: list = []
+    if recorded is not None:
+        definitions = [*recorded.get("local", ()), *recorded.get("global", ())]
+    else:
+        try:
+            source = ctx.engine.describe_table(backup["table_name"])
+        except Exception:  # noqa: BLE001 - the source table is gone: its keys only
+            source = None
+        if source is not None and source.get("table_id") == backup.get("table_id"):
+            definitions = [*source.get("local_indexes", ()), *source.get("global_indexes", ())]
+    for data in definitions:
+        for name, kind in data["key_schema"]:
+            types.setdefault(name, kind)
+    return types
+
+
+def restore_overrides(ctx: ServerContext, backup_id: str, request: dict) -> dict:
+    """RestoreTableFromBackup's GlobalSecondaryIndexOverride / LocalSecondaryIndexOverride
+    as ``Engine.restore_table`` keyword arguments (``{}`` when neither is given). A list is
+    exactly the restored table's indexes of that kind: leave one out to drop it, list one
+    with another projection to change it, list a new one to add it (its keys must be
+    attributes the backed-up table or its indexes used as keys, whose types are known)."""
+    members = {"global_indexes": "GlobalSecondaryIndexOverride",
+               "local_indexes": "LocalSecondaryIndexOverride"}
+    if all(request.get(member) is None for member in members.values()):
+        return {}
+    backup = ctx.engine.describe_backup(backup_id)
+    types = _known_types(ctx, backup)
+    overrides: dict[str, list[dict]] = {}
+    for argument, member in members.items():
+        value = get(request, member, list)
+        if value is None:
+            continue
+        lower = member[0].lower() + member[1:]
+        parsed = []
+        for position, data in enumerate(value, start=1):
+            keys = data.get("KeySchema") if isinstance(data, dict) else None
+            unknown = [element.get("AttributeName") for element in keys or ()
+                       if isinstance(element, dict)
+                       and element.get("AttributeName") not in types]
+            if unknown:
+                raise ValidationException(
+                    f"One or more parameter values were invalid: {member} index "
+                    f"{data.get('IndexName')}: key attribute {unknown[0]} is not a key "
+                    "attribute of the backed-up table or of its indexes, so its type is "
+                    f"unknown (known: {', '.join(sorted(types))})")
+            parsed.append(parse_index(data, lower, position, types))
+        overrides[argument] = parsed
+    return overrides
