@@ -9,6 +9,7 @@ Waits are on the engine (backup, restore, GSI catch-up), never on a clock.
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 from botocore.exceptions import ClientError
@@ -19,6 +20,9 @@ from test_server_http import (  # noqa: F401  (module-scoped fixtures: engine, a
     error_code,
     server,
 )
+
+from engine import Engine
+from engine.cli.main import main
 
 _names = itertools.count()
 GAMES = ("chess", "go", "shogi")
@@ -217,3 +221,35 @@ def test_describe_backup_lists_the_backed_up_indexes(client, backup_arn):  # noq
     assert [index["IndexName"] for index in features["LocalSecondaryIndexes"]] == ["byScore"]
     assert {index["IndexName"] for index in features["GlobalSecondaryIndexes"]} == {
         "byGame", "byLevel"}
+
+
+def test_offline_restore_with_index_overrides(engine, backup_arn, tmp_path):  # noqa: F811
+    """``tessera backups restore --global-indexes JSON --local-indexes JSON``: the same
+    overrides offline; a bad definition is a usage error before --data is touched."""
+    backup_id = backup_arn.rsplit("/backup/", 1)[1]
+    store = engine.backup_store.url
+    data = tmp_path / "offline" / "data"
+    by_score = [{"name": "byScoreLevel", "key_schema": [["score", "N"], ["level", "N"]],
+                 "projection": "KEYS_ONLY"}]
+    definitions = tmp_path / "global.json"
+    definitions.write_text(json.dumps(by_score))
+    code = main(["backups", "restore", backup_id, "--store", store, "--data", str(data),
+                 "--table", "offline", "--global-indexes", f"@{definitions}",
+                 "--local-indexes", "[]"])
+    assert code == 0
+    with Engine.open(data) as restored:
+        described = restored.describe_table("offline")
+        assert [index["name"] for index in described["global_indexes"]] == ["byScoreLevel"]
+        assert described["local_indexes"] == []
+        entries = list(restored.index("offline", "byScoreLevel").iter_entries())
+    scored = [item for item in items() if "score" in item]
+    assert len(entries) == len(scored)
+    assert all(set(entry) == {"user", "game", "score", "level"} for entry in entries)
+    never = tmp_path / "never" / "data"
+    for bad in ('[{"name": "x"}]', "not json", '{"name": "byScoreLevel"}',
+                '[{"name": "byNote", "key_schema": [["game", "S"], ["score", "N"]]}]'):
+        option = "--local-indexes" if "byNote" in bad else "--global-indexes"
+        code = main(["backups", "restore", backup_id, "--store", store, "--data", str(never),
+                     "--table", "offline", option, bad])
+        assert code == 2, bad
+    assert not never.exists()

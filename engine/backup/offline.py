@@ -26,7 +26,7 @@ import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
@@ -317,11 +317,15 @@ def verify_backup(store: ObjectStore, backup_id: str, *, work_dir: Path | None =
 def restore_backup(store: ObjectStore, backup_id: str, data_dir: Path, table_name: str, *,
                    partitions: int | None = None, sync: str | None = None,
                    on_progress: Callable[[dict], None] | None = None,
-                   timeout: float = 24 * 3600.0, checked: bool = False) -> dict[str, Any]:
+                   timeout: float = 24 * 3600.0, checked: bool = False,
+                   global_indexes: Sequence[dict] | None = None,
+                   local_indexes: Sequence[dict] | None = None) -> dict[str, Any]:
     """Restore into a new table of the engine data directory ``data_dir`` (created if
     needed; no other process may have it open). Returns the table's description
     (ACTIVE, or FAILED with ``failure_reason``). :func:`check_restorable` runs first
-    unless the caller already ran it (``checked``)."""
+    unless the caller already ran it (``checked``). ``global_indexes`` /
+    ``local_indexes``: the restored table's secondary indexes instead of the backed-up
+    ones (``Engine.restore_table``'s overrides: None keeps the backed-up set)."""
     from ..engine import Engine  # late: engine imports this package
 
     # BackupNotFoundException, CorruptionError or too little space before touching data_dir.
@@ -329,7 +333,8 @@ def restore_backup(store: ObjectStore, backup_id: str, data_dir: Path, table_nam
         check_restorable(store, backup_id, data_dir)
     with Engine.open(data_dir) as engine:
         engine.restore_table(backup_id, table_name, partitions=partitions, sync=sync,
-                             store=store)
+                             store=store, global_indexes=global_indexes,
+                             local_indexes=local_indexes)
         deadline = time.monotonic() + timeout
         while True:
             description = engine.wait_for_table(table_name, timeout=0.5)

@@ -108,6 +108,13 @@ def add_parser(commands) -> None:
                          help="repartition into N partitions (default: the backup's layout)")
     restore.add_argument("--sync", choices=("always", "batch", "none"),
                          help="WAL sync policy of the new table (default: the backup's)")
+    for kind in ("global", "local"):
+        restore.add_argument(
+            f"--{kind}-indexes", metavar="JSON",
+            help=f"the restored table's {kind} secondary indexes instead of the backed-up "
+                 "ones: a JSON list (or @FILE holding one) of {\"name\", \"key_schema\": "
+                 "[[attr, S|N|B], ...], \"projection\": ALL|KEYS_ONLY|{\"type\": INCLUDE, "
+                 "\"non_key_attributes\": [...]}}; [] drops them all (default: as backed up)")
     restore.set_defaults(handler=run_restore)
 
     export = action("export", "write every item of a backup as DynamoDB JSON lines",
@@ -309,6 +316,41 @@ def run_verify(args: argparse.Namespace, store: ObjectStore) -> int:
     return 1 if failed else 0
 
 
+def _index_overrides(args: argparse.Namespace, key_schema: list) -> dict:
+    """``--global-indexes`` / ``--local-indexes`` as restore_table keyword arguments,
+    checked against the backup's key schema before --data is touched (UsageError, exit 2,
+    naming what is wrong)."""
+    from engine.errors import ValidationException
+    from engine.indexes.restore import check_overrides
+
+    overrides: dict[str, Any] = {}
+    for kind in ("global", "local"):
+        text = getattr(args, f"{kind}_indexes", None)
+        if text is None:
+            continue
+        option = f"--{kind}-indexes"
+        if text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text()
+            except OSError as err:
+                raise UsageError(f"{option}: cannot read {text[1:]}: "
+                                 f"{err.strerror or err}") from err
+        try:
+            value = json.loads(text)
+        except ValueError as err:
+            raise UsageError(f"{option} is not valid JSON: {err}") from err
+        if not isinstance(value, list):
+            raise UsageError(f"{option} must be a JSON list of index definitions")
+        overrides[f"{kind}_indexes"] = value
+    if overrides:
+        try:
+            check_overrides(key_schema, overrides.get("local_indexes"),
+                            overrides.get("global_indexes"))
+        except ValidationException as err:
+            raise UsageError(f"index overrides: {err.message}") from err
+    return overrides
+
+
 @_with_store
 def run_restore(args: argparse.Namespace, store: ObjectStore) -> int:
     from engine.dirlock import DirectoryLock
@@ -318,7 +360,8 @@ def run_restore(args: argparse.Namespace, store: ObjectStore) -> int:
     if args.data.exists() and not args.data.is_dir():
         raise UsageError(f"--data {args.data} is not a directory")
     # A missing or corrupt backup, too little space, a bomb: refused before touching --data.
-    offline.check_restorable(store, args.backup_id, args.data)
+    manifest = offline.check_restorable(store, args.backup_id, args.data)
+    overrides = _index_overrides(args, manifest.key_schema)
     try:
         lock = DirectoryLock(args.data).acquire()  # no other process may have it open
     except OSError as err:
@@ -334,7 +377,8 @@ def run_restore(args: argparse.Namespace, store: ObjectStore) -> int:
 
             description = offline.restore_backup(store, args.backup_id, args.data, args.table,
                                                  partitions=args.partitions, sync=args.sync,
-                                                 on_progress=progress, checked=True)
+                                                 on_progress=progress, checked=True,
+                                                 **overrides)
             if description["status"] == "ACTIVE":
                 bar.n = 100
                 bar.set_postfix_str("done", refresh=False)
