@@ -486,6 +486,7 @@ class Engine:
         store: ObjectStore | None = None,
         global_indexes: Sequence[dict] | None = None,
         local_indexes: Sequence[dict] | None = None,
+        billing: dict | None = None,
     ) -> dict:
         """Restore a backup into a new table (SPEC §8); returns it with status CREATING.
 
@@ -500,12 +501,15 @@ class Engine:
         definitions is exactly the restored table's indexes (drop one by leaving it out,
         add one, change a projection). Every index is rebuilt from the restored items
         before the table is ACTIVE.
+
+        ``billing`` (:mod:`engine.billing`; DynamoDB's BillingModeOverride /
+        ProvisionedThroughputOverride): the restored table's; None keeps the backed-up one.
         """
         self._check_open()
         return self.restores.restore_table(backup_id, target_table, partitions=partitions,
                                            split_points=split_points, sync=sync, store=store,
                                            global_indexes=global_indexes,
-                                           local_indexes=local_indexes)
+                                           local_indexes=local_indexes, billing=billing)
 
     def wait_for_table(self, name: str, timeout: float = 600.0) -> dict:
         """Block until a table is no longer CREATING; returns its description."""

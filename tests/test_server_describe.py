@@ -326,6 +326,52 @@ def test_restore_of_an_on_demand_table_stays_on_demand(client, engine):  # noqa:
     assert table["RestoreSummary"]["RestoreInProgress"] is False
 
 
+@pytest.mark.parametrize(("source", "override", "expected"), [
+    ({"ProvisionedThroughput": {"ReadCapacityUnits": 2, "WriteCapacityUnits": 3}},
+     {"BillingModeOverride": "PAY_PER_REQUEST"}, ("PAY_PER_REQUEST", 0, 0)),
+    ({"BillingMode": "PAY_PER_REQUEST"},
+     {"BillingModeOverride": "PROVISIONED",
+      "ProvisionedThroughputOverride": {"ReadCapacityUnits": 7, "WriteCapacityUnits": 1}},
+     ("PROVISIONED", 7, 1)),
+    ({"ProvisionedThroughput": {"ReadCapacityUnits": 2, "WriteCapacityUnits": 3}},
+     {"ProvisionedThroughputOverride": {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}},
+     ("PROVISIONED", 5, 5)),
+])
+def test_restore_billing_overrides(client, engine, source, override, expected):  # noqa: F811
+    name = unique("override-source")
+    create(client, name, **source)
+    arn = backed_up(client, engine, name)
+    target = unique("override-target")
+    answer = client.restore_table_from_backup(TargetTableName=target, BackupArn=arn,
+                                              **override)["TableDescription"]
+    engine.wait_for_table(target, timeout=60)
+    mode, read, write = expected
+    for table in (answer, client.describe_table(TableName=target)["Table"]):
+        assert table["BillingModeSummary"]["BillingMode"] == mode
+        assert table["ProvisionedThroughput"]["ReadCapacityUnits"] == read
+        assert table["ProvisionedThroughput"]["WriteCapacityUnits"] == write
+
+
+def test_restore_billing_override_rules(server, client, engine):  # noqa: F811
+    name = unique("override-refused")
+    create(client, name, BillingMode="PAY_PER_REQUEST")
+    arn = backed_up(client, engine, name)
+    target = unique("never-restored")
+    for override, fragment in [
+        ({"BillingModeOverride": "PROVISIONED"}, "must both be specified"),
+        ({"ProvisionedThroughputOverride": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}},
+         "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified"),
+    ]:
+        with pytest.raises(ClientError) as caught:
+            raw_client(server).restore_table_from_backup(TargetTableName=target,
+                                                         BackupArn=arn, **override)
+        assert error_code(caught) == "ValidationException"
+        assert fragment in caught.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as caught:
+        client.describe_table(TableName=target)
+    assert error_code(caught) == "ResourceNotFoundException"
+
+
 # --- ReturnValuesOnConditionCheckFailure ------------------------------------------------
 
 

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..billing import billing_from_settings
+from ..billing import billing_from_settings, check_billing
 from ..errors import (
     BackupInUseException,
     BackupNotFoundException,
@@ -123,11 +123,13 @@ class RestoreManager:
         store: ObjectStore | None = None,
         global_indexes: Sequence[dict] | None = None,
         local_indexes: Sequence[dict] | None = None,
+        billing: dict | None = None,
     ) -> dict:
         """Start a restore (see :meth:`engine.Engine.restore_table`). ``global_indexes`` /
         ``local_indexes``: None restores the backed-up indexes; a list is exactly the
         indexes of the restored table (engine.indexes.restore), all built before ACTIVE."""
         validate_table_name(target_table)
+        billing = check_billing(billing) if billing is not None else None
         if sync is not None and sync not in SYNC_POLICIES:
             raise ValidationException(f"sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}")
         own_store = store is None
@@ -162,7 +164,8 @@ class RestoreManager:
                             "source_region": manifest.region,
                             "backup_created_at": manifest.created_at},
             }
-            billing = billing_from_settings(manifest.settings)
+            if billing is None:
+                billing = billing_from_settings(manifest.settings)
             if billing is not None:
                 table_record["billing"] = billing
             if overrides is not None:

@@ -12,6 +12,7 @@ from .common import ServerContext, get
 from .common import limit as limit_member
 from .indexes import backup_features, restore_overrides
 from .tables import (
+    changed_billing,
     key_schema_json,
     provisioned_units,
     table_arn,
@@ -155,6 +156,11 @@ def restore_table_from_backup(ctx: ServerContext, request: dict) -> dict:
     target = get(request, "TargetTableName", str, required=True)
     backup_id = parse_backup_id(request)
     overrides = restore_overrides(ctx, backup_id, request)  # index overrides (indexes.py)
+    mode, throughput = request.get("BillingModeOverride"), request.get(
+        "ProvisionedThroughputOverride")
+    if mode is not None or throughput is not None:  # else the backed-up billing
+        backed_up = billing_of(ctx.engine.describe_backup(backup_id))
+        overrides["billing"] = changed_billing(backed_up, mode, throughput)
     description = ctx.engine.restore_table(backup_id, target, **overrides)
     # RestoreSummary: table_description, from the restore the table's record keeps.
     return {"TableDescription": table_description(ctx, description)}

@@ -22,6 +22,7 @@ __all__ = [
     "create_table", "describe_table", "list_tables", "delete_table", "table_description",
     "update_table",
     "table_arn", "key_schema_json", "table_id_json", "provisioned_units", "billing_request",
+    "changed_billing",
     "MAX_LIST_TABLES_LIMIT",
 ]
 
@@ -93,18 +94,24 @@ def billing_update(ctx: ServerContext, request: dict) -> dict | None:
     name = table_name(request)
     with table_must_exist(name):
         current = billing_of(ctx.engine.describe_table(name))
-    asked = {"BillingMode": mode or current["mode"], "ProvisionedThroughput": throughput}
-    if asked["BillingMode"] == "PROVISIONED" and throughput is None \
-            and current["mode"] == "PROVISIONED":
-        asked["ProvisionedThroughput"] = {
-            "ReadCapacityUnits": current["read_capacity_units"],
-            "WriteCapacityUnits": current["write_capacity_units"]}
-    if asked["ProvisionedThroughput"] is None:
-        asked.pop("ProvisionedThroughput")
-    wanted = billing_request(asked)
+    wanted = changed_billing(current, mode, throughput)
     unchanged = {key: value for key, value in current.items()
                  if key != "switched_to_pay_per_request_at"} == wanted
     return None if unchanged else wanted
+
+
+def changed_billing(current: dict, mode: Any, throughput: Any) -> dict:
+    """``current`` billing with a request's BillingMode and ProvisionedThroughput applied
+    (UpdateTable; RestoreTableFromBackup's overrides): a missing mode keeps the current
+    one, missing units keep the current ones of a PROVISIONED table."""
+    asked = {"BillingMode": mode or current["mode"]}
+    if throughput is not None:
+        asked["ProvisionedThroughput"] = throughput
+    elif asked["BillingMode"] == "PROVISIONED" and current["mode"] == "PROVISIONED":
+        asked["ProvisionedThroughput"] = {
+            "ReadCapacityUnits": current["read_capacity_units"],
+            "WriteCapacityUnits": current["write_capacity_units"]}
+    return billing_request(asked)
 
 
 def restore_summary(ctx: ServerContext, description: dict) -> dict | None:
