@@ -140,6 +140,8 @@ def test_provisioned_table_keeps_its_mode_and_units(client, billing):  # noqa: F
      "Value '0' at 'provisionedThroughput.readCapacityUnits' failed to satisfy constraint: "
      "Member must have value greater than or equal to 1"),
     ({"BillingMode": "ON_DEMAND"}, "Member must satisfy enum value set"),
+    ({"BillingMode": "PAY_PER_REQUEST", "DeletionProtectionEnabled": True},
+     "Deletion protection is not supported"),
 ])
 def test_create_table_billing_rules(server, billing, fragment):  # noqa: F811
     name = unique("refused")

@@ -182,6 +182,8 @@ def create_table(ctx: ServerContext, request: dict) -> dict:
     if isinstance(stream, dict) and stream.get("StreamEnabled"):
         raise ValidationException("Streams (StreamSpecification) are not supported by this server")
     billing = billing_request(request)
+    if request.get("DeletionProtectionEnabled"):  # as UpdateTable (operations/indexes.py)
+        raise ValidationException("Deletion protection is not supported by this server")
     key_schema = get(request, "KeySchema", list, required=True)
     definitions = get(request, "AttributeDefinitions", list, required=True)
     types = {}
