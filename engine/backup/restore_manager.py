@@ -173,8 +173,10 @@ class RestoreManager:
             if own_store:
                 self._mark_in_use(backup_id, restore=target_table)
             self.catalog.put_table(table_record)
+            # Described before the run starts: it changes the record (ACTIVE) as it ends.
+            description = self.tables.describe(table_record)
             self._launch_restore(table_record, manifest, store, own_store)
-            return self.tables.describe(table_record)
+            return description
 
     @staticmethod
     def _check_available(record: dict) -> None:
