@@ -438,6 +438,12 @@ def test_exclusive_start_key_needs_index_and_table_keys(client, scores):  # noqa
         client.query(**request, ExclusiveStartKey={
             "user": {"S": "u01"}, "game": {"S": "chess"}, "score": {"N": "3"}})
     assert "The provided starting key is invalid" in message(caught)
+    with pytest.raises(ClientError) as caught:
+        client.query(**{**request, "KeyConditionExpression": "game = :g AND score < :s",
+                        "ExpressionAttributeValues": {":g": {"S": "go"}, ":s": {"N": "10"}}},
+                     ExclusiveStartKey={"user": {"S": "u01"}, "game": {"S": "go"},
+                                        "score": {"N": "30"}})
+    assert "outside query boundaries" in message(caught)
 
 
 def test_select_all_projected_needs_an_index(client, scores):  # noqa: F811

@@ -168,6 +168,12 @@ def query(ctx: ServerContext, request: dict) -> dict:
                 "does not match the query's partition key"
             )
     if index is not None:
+        if start_key is not None and sort_key is not None and sort_condition is not None \
+                and not _meets(start_key[sort_key[0]], sort_condition):
+            raise ValidationException(
+                "The provided starting key is outside query boundaries based on provided "
+                "conditions"
+            )
         page = index.query_page(
             pk_value, sort_condition, forward=forward, limit=page_limit,
             exclusive_start_key=start_key,
@@ -195,6 +201,20 @@ def query(ctx: ServerContext, request: dict) -> dict:
         measure=capacity != "NONE",
     )
     return _respond(table, page, select, capacity, consistent)
+
+
+def _meets(value: Any, condition: tuple) -> bool:
+    """Whether a sort-key value meets a key condition's sort part (``("<", v)``, ...,
+    ``("between", lo, hi)``, ``("begins_with", p)``). Key values of one type compare as
+    DynamoDB orders them: numbers by value, strings by code point (= UTF-8 bytes),
+    binaries bytewise."""
+    op, *operands = condition
+    if op == "begins_with":
+        return value[:len(operands[0])] == operands[0]
+    if op == "between":
+        return operands[0] <= value <= operands[1]
+    return {"=": value == operands[0], "<": value < operands[0], "<=": value <= operands[0],
+            ">": value > operands[0], ">=": value >= operands[0]}[op]
 
 
 def _all_keys(table_schema: list, index_schema: list) -> list[tuple[str, str]]:
