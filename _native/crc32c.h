@@ -1,7 +1,8 @@
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as engine._walframe.crc32c
    documents it: the SSE4.2 crc32 instruction on x86-64 CPUs that have it (checked once,
-   by tw_init), a table-driven slice-by-8 loop otherwise. Included by one translation
-   unit only (walframe.pyx): the tables and the choice are that module's state. */
+   by tw_init), a table-driven slice-by-8 loop otherwise. Everything here is static: each
+   module including it (walframe.pyx; itemcodec.pyx and logicalsum.pyx through
+   itemcheck.h) has its own tables and hardware choice and calls tw_init once. */
 #ifndef TESSERA_CRC32C_H
 #define TESSERA_CRC32C_H
 
