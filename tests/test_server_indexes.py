@@ -786,3 +786,25 @@ def test_resource_api_end_to_end(server, engine):  # noqa: F811
     assert [o["order_id"] for o in eu] == sorted(o["order_id"] for o in orders
                                                  if o["region"] == "eu")
     table.delete()
+
+
+def test_legacy_parameters_on_an_index(client, scores):  # noqa: F811
+    """KeyConditions / QueryFilter / AttributesToGet work on an index as on a table."""
+    page = client.query(
+        TableName=scores, IndexName="byGame",
+        KeyConditions={"game": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "go"}]},
+                       "score": {"ComparisonOperator": "LT",
+                                 "AttributeValueList": [{"N": "10"}]}},
+        QueryFilter={"level": {"ComparisonOperator": "EQ", "AttributeValueList": [{"N": "0"}]}},
+        AttributesToGet=["user", "score"])
+    expected = sorted((item["score"], item["user"]) for item in score_items()
+                       if item["game"] == "go" and item.get("score", 99) < 10
+                       and item["level"] == 0)
+    assert [(int(item["score"]["N"]), item["user"]["S"]) for item in page["Items"]] == expected
+    assert all(set(item) == {"user", "score"} for item in page["Items"])
+    with pytest.raises(ClientError) as caught:
+        client.query(TableName=scores, IndexName="byGame", KeyConditions={
+            "game": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "go"}]}},
+            QueryFilter={"score": {"ComparisonOperator": "GT",
+                                   "AttributeValueList": [{"N": "1"}]}})
+    assert error_code(caught) == "ValidationException"
