@@ -625,7 +625,7 @@ def test_update_table_creates_and_deletes_a_gsi(client, engine):  # noqa: F811
         client.put_item(TableName=name, Item=item)
     answer = client.update_table(
         TableName=name,
-        AttributeDefinitions=_definitions("colour", "sk"),
+        AttributeDefinitions=_definitions("pk", "sk", "colour"),  # the table's keys may repeat
         GlobalSecondaryIndexUpdates=[{"Create": {
             "IndexName": "byColour",
             "KeySchema": [{"AttributeName": "colour", "KeyType": "HASH"},

@@ -310,9 +310,7 @@ def update_table(ctx: ServerContext, request: dict, describe: Any) -> dict:
         current = ctx.engine.describe_table(name)
     if types:
         # Declared types must agree with the keys the table already has.
-        known = {n: k for n, k in current["key_schema"]}
-        for index in [*current.get("local_indexes", ()), *current.get("global_indexes", ())]:
-            known.update({n: k for n, k in index["key_schema"]})
+        known = known_types(current)
         for attribute, kind in types.items():
             if attribute in known and known[attribute] != kind:
                 raise ValidationException(
@@ -332,8 +330,9 @@ def update_table(ctx: ServerContext, request: dict, describe: Any) -> dict:
                 raise ValidationException(
                     "One or more parameter values were invalid: Attempting to create an index "
                     f"which already exists: {definition['name']}")
-            unused = set(types) - index_attributes([definition]) - {
-                n for n, _ in current["key_schema"]}
+            # Definitions of the keys the table and its indexes already have may be
+            # repeated (tools send the whole list); any other must be the new index's.
+            unused = set(types) - index_attributes([definition]) - set(known_types(current))
             if unused:
                 raise ValidationException(
                     "One or more parameter values were invalid: Number of attributes in "
@@ -358,6 +357,12 @@ def update_table(ctx: ServerContext, request: dict, describe: Any) -> dict:
         global_.extend(changed.values())
         description = {**description, "global_indexes": global_, "status": "UPDATING"}
     return {"TableDescription": describe(description)}
+
+
+def known_types(description: dict) -> dict[str, str]:
+    """Key attribute types of a described table and of its indexes."""
+    return {item["AttributeName"]: item["AttributeType"]
+            for item in attribute_definitions(description)}
 
 
 def _billing_mode(description: dict) -> str | None:
