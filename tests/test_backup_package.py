@@ -14,6 +14,7 @@ from pathlib import Path
 import lmdb
 import pytest
 import zstandard
+from engine._itemcodec import encode_item
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -37,8 +38,10 @@ def make_export(directory: Path, count: int, seed: int = 1, lsn: int = BACKUP_LS
     """An environment shaped like Partition.export_copy's output; returns its items."""
     rnd = random.Random(seed)
     source = directory.with_name(directory.name + "-live")
-    items = {rnd.randbytes(rnd.randint(8, 40)): rnd.randbytes(rnd.randint(100, 200))
-             for _ in range(count)}
+    keys = {rnd.randbytes(rnd.randint(8, 40)) for _ in range(count)}
+    # Stored items (engine._itemcodec): the logical walk checks each one's checksums.
+    items = {key: encode_item({"p": rnd.randbytes(rnd.randint(90, 190))}, key)
+             for key in sorted(keys)}
     env = lmdb.open(str(source), subdir=True, max_dbs=4, map_size=1 << 30)
     try:
         items_db, meta_db = env.open_db(b"items"), env.open_db(b"meta")
