@@ -51,6 +51,12 @@ def _arguments(method_name: str) -> tuple:
         "split_partition": ("Tbl", "p0000"), "merge_partitions": ("Tbl", "p0000", "p0001"),
         "move_partition": ("Tbl", "p0000", "/tmp"), "add_replica": ("Tbl", "p0000", "/tmp"),
         "remove_replica": ("Tbl", "r"), "describe_replicas": ("Tbl",), "replica": ("Tbl", "r"),
+        "set_billing": ("Tbl", {"BillingMode": "PAY_PER_REQUEST"}),
+        "index": ("Tbl", "ix"), "create_global_index": ("Tbl", {}),
+        "delete_global_index": ("Tbl", "ix"), "wait_for_index": ("Tbl", "ix"),
+        "wait_for_index_catch_up": ("Tbl",),
+        "split_index_partition": ("Tbl", "ix", "p0000"),
+        "merge_index_partitions": ("Tbl", "ix", "p0000", "p0001"),
     }.get(method_name, ())
 
 
