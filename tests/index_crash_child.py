@@ -10,6 +10,7 @@ sync="always", so an acknowledged operation is durable.
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 import threading
 
@@ -73,6 +74,9 @@ def run_op(table, n: int) -> None:
 
 
 def main() -> None:
+    # A hang (a deadlock) ends the child with every thread's stack on stderr, so the
+    # test fails with the cause instead of waiting forever for a line.
+    faulthandler.dump_traceback_later(120, exit=True)
     data_dir, mode, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
     engine = Engine.open(data_dir, wal_segment_bytes=1 << 15, map_size_bytes=1 << 28,
                          index_backfill_pace=0)

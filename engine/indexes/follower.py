@@ -31,7 +31,9 @@ from .maintain import OUTBOX_PUT, decode_outbox
 
 FOLLOW_BATCH = 2048  # deltas per index per partition per round
 IDLE_POLL_SECONDS = 0.05  # writes wake the follower; this only bounds a missed wake-up
-LAG_SAMPLES = 100_000  # write-to-applied delays kept for the lag percentiles
+LAG_SAMPLES = 100_000
+COALESCE_BELOW = 512  # a round that applied fewer deltas than this ...
+COALESCE_SECONDS = 0.002  # ... waits this long before the next one  # write-to-applied delays kept for the lag percentiles
 
 
 class IndexFollower:
@@ -154,6 +156,10 @@ class IndexFollower:
             if not applied:
                 self._wake.wait(IDLE_POLL_SECONDS)
                 self._wake.clear()
+            elif applied < COALESCE_BELOW:
+                # A trickle: let a few more deltas gather, so one GSI fsync covers them
+                # (each round's GSI write is durable before its deltas leave the outbox).
+                self._stop.wait(COALESCE_SECONDS)
 
     def close(self) -> None:
         self._stop.set()

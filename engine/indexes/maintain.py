@@ -224,13 +224,17 @@ def _state_from_meta(env: Any, meta: dict) -> IndexState | None:
         return None
     specs = [IndexSpec(IndexDefinition.from_json(data), meta["key_schema"], meta["hashed"])
              for data in meta["indexes"]]
-    for spec in specs:
-        if spec.local:
-            spec.db = env.open_db(lsi_db_name(spec.index_id), create=True)
-    outbox_db = env.open_db(OUTBOX_DB, create=True)
-    collections_db = None
-    if any(spec.local for spec in specs):
-        collections_db = env.open_db(COLLECTIONS_DB, create=True)
+    # Databases are opened in an explicit write transaction: py-lmdb's open_db without one
+    # begins its own while holding the GIL, which deadlocks against another thread that
+    # holds this environment's write lock and needs the GIL to finish (the follower).
+    with env.begin(write=True) as txn:
+        for spec in specs:
+            if spec.local:
+                spec.db = env.open_db(lsi_db_name(spec.index_id), txn=txn, create=True)
+        outbox_db = env.open_db(OUTBOX_DB, txn=txn, create=True)
+        collections_db = None
+        if any(spec.local for spec in specs):
+            collections_db = env.open_db(COLLECTIONS_DB, txn=txn, create=True)
     return IndexState(meta, specs, outbox_db, collections_db)
 
 
