@@ -428,6 +428,12 @@ class Engine:
         self._check_open()
         return self._indexes.merge_index_partitions(table, index_name, left_id, right_id)
 
+    def move_index_partition(self, table: str, index_name: str, partition_id: str,
+                             volume_dir: str | Path) -> str:
+        """Move one partition of a GSI to another directory (volume); returns its new id."""
+        self._check_open()
+        return self._indexes.move_index_partition(table, index_name, partition_id, volume_dir)
+
     def index_lag(self) -> dict[str, float]:
         """The follower's write-to-GSI delay percentiles (``p50``, ``p99``, ``max`` in
         seconds, ``samples``) since :meth:`reset_index_lag` (for benchmarks, monitoring)."""

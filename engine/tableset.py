@@ -180,9 +180,14 @@ class TableSet:
 
     def new_gsi_store(self, record: dict, data: dict) -> GsiStore:
         """Open (creating) the partitions of the GSI ``data`` (its catalog entry)."""
+        # A GSI write is durable before its deltas leave the base outbox, whatever the
+        # table's policy: under "none" an unsynced GSI record could be lost after the
+        # outbox deletion was synced by a base checkpoint.
+        sync = "batch" if record["sync"] == "none" else record["sync"]
         return GsiStore(self.gsi_dir(record, data["index_id"]), data["partition_map"],
-                        name=f"{record['name']}.{data['name']}", sync=record["sync"],
-                        map_size=self.map_size_bytes, segment_bytes=self.wal_segment_bytes)
+                        name=f"{record['name']}.{data['name']}", sync=sync,
+                        map_size=self.map_size_bytes, segment_bytes=self.wal_segment_bytes,
+                        partition_dirs=data.get("partition_dirs"))
 
     def gsi_stores(self, name: str) -> dict[str, GsiStore]:
         """The open GSIs of table ``name`` by index name (a copy)."""
@@ -219,6 +224,9 @@ class TableSet:
             shutil.rmtree(directory, ignore_errors=True)
         shutil.rmtree(self.table_dir(record), ignore_errors=True)
         shutil.rmtree(gsi_root(self.table_dir(record)), ignore_errors=True)
+        for data in (record.get("indexes") or {}).get("global", []):
+            for directory in (data.get("partition_dirs") or {}).values():  # moved ones
+                shutil.rmtree(directory, ignore_errors=True)
 
     # ------------------------------------------------------------------ descriptions
     def describe(self, record: dict) -> dict:

@@ -426,3 +426,21 @@ def test_gsi_partitions_split_and_merge_while_serving(eng, tmp_path):
         on_disk = sorted(p.name for p in (gsi_dir.with_name(gsi_dir.name + ".gsi") /
                                           index_id).iterdir())
         assert on_disk == sorted([left, merged])  # the replaced partitions' files are gone
+
+
+def test_a_gsi_partition_moves_to_another_volume(eng, tmp_path):
+    table = indexed(eng)
+    fill(table)
+    volume = tmp_path / "volume"
+    moved = eng.move_index_partition("Items", "byGroup", "p0001", volume)
+    table.put_item({"pk": "late", "sk": 1, "grp": "g2", "rank": 1})
+    eng.wait_for_index_catch_up("Items")
+    items = list(table.iter_items())
+    assert index_entries(eng, "Items", "byGroup") == expected_entries(items, TABLE_KEYS, GSI)
+    assert [p.name for p in volume.rglob(moved)] == [moved]
+    eng.close()
+    with Engine.open(tmp_path / "data", map_size_bytes=1 << 28) as engine:
+        assert index_entries(engine, "Items", "byGroup") == expected_entries(
+            items, TABLE_KEYS, GSI)
+        engine.delete_table("Items")
+    assert list(volume.rglob(moved)) == []

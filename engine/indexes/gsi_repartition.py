@@ -136,3 +136,23 @@ def merge(store: GsiStore, left_id: str, right_id: str,
     partitions = store.partitions
     partitions[index:index + 2] = [merged]
     return PartitionMap(intervals), partitions, [left, right]
+
+
+def move(store: GsiStore, partition_id: str, new_id: str,
+         directory: Path) -> tuple[PartitionMap, list[Partition], Partition]:
+    """Copy one partition into ``directory`` (on another volume) as ``new_id``."""
+    index, interval, old = _find(store, partition_id)
+    try:
+        old.export_copy(directory / "lmdb")
+        _finish(directory, store.map_size, None)
+        store.partition_dirs[new_id] = str(directory)
+        moved = store.open_partition(new_id)
+    except BaseException:
+        store.partition_dirs.pop(new_id, None)
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    intervals = list(store.partition_map)
+    intervals[index] = PartitionInterval(new_id, interval.start, interval.end)
+    partitions = store.partitions
+    partitions[index] = moved
+    return PartitionMap(intervals), partitions, old

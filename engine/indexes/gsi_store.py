@@ -37,8 +37,10 @@ class GsiStore:
     """The open partitions of one GSI. Thread-safe as partitions are."""
 
     def __init__(self, directory: Path, map_json: list[dict], *, name: str, sync: str,
-                 map_size: int, segment_bytes: int) -> None:
+                 map_size: int, segment_bytes: int,
+                 partition_dirs: dict[str, str] | None = None) -> None:
         self.directory = Path(directory)
+        self.partition_dirs = dict(partition_dirs or {})  # moved to other volumes
         self.name = name
         self.sync = sync
         self.map_size = map_size
@@ -55,8 +57,12 @@ class GsiStore:
             raise
         self._remove_stray_dirs()
 
+    def partition_dir(self, partition_id: str) -> Path:
+        recorded = self.partition_dirs.get(partition_id)
+        return Path(recorded) if recorded else self.directory / partition_id
+
     def open_partition(self, partition_id: str) -> Partition:
-        return Partition(self.directory / partition_id, partition_id=partition_id,
+        return Partition(self.partition_dir(partition_id), partition_id=partition_id,
                          table_name=self.name, sync=self.sync, map_size=self.map_size,
                          segment_bytes=self.segment_bytes)
 
@@ -132,6 +138,8 @@ class GsiStore:
         """Close and delete the files."""
         self.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+        for directory in self.partition_dirs.values():
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def merged_range(parts: Sequence[Iterator[tuple[bytes, bytes]]], *,

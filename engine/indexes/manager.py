@@ -28,9 +28,11 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ResourceInUseException, ResourceNotFoundException, ValidationException
+from ..volumes import writable_volume
 from . import gsi_repartition
 from .backfill import BackfillCancelled, backfill_partition
 from .definitions import GLOBAL, IndexDefinition, parse_definition, validate_indexes
@@ -328,6 +330,23 @@ class IndexManager:
                                      gsi_repartition.merge(store, left_id, right_id,
                                                            ids[0]))[0]
 
+    def move_index_partition(self, table_name: str, index_name: str, partition_id: str,
+                             volume_dir: str | Path) -> str:
+        """Move a partition of a GSI to another directory (volume); returns its new id."""
+        volume = writable_volume(
+            volume_dir, f"move partition {partition_id} of index {index_name}")
+        record = self.tables.record(table_name)
+        entry = _global_entry(record, index_name)
+        index_id = entry["index_id"] if entry else "unknown"
+
+        def build(store, ids):
+            directory = volume / f"{record['table_id']}.gsi" / index_id / ids[0]
+            pmap, partitions, old = gsi_repartition.move(store, partition_id, ids[0],
+                                                         directory)
+            return pmap, partitions, [old]
+
+        return self._repartition_gsi(table_name, index_name, 1, build)[0]
+
     def _repartition_gsi(self, table_name: str, index_name: str, count: int,
                          build: Any) -> list[str]:
         tables = self.tables
@@ -352,6 +371,9 @@ class IndexManager:
                 if data is not None:
                     data["partition_map"] = pmap.to_json()
                     data["next_partition_seq"] = seq + count
+                    live = {interval.partition_id for interval in pmap}
+                    data["partition_dirs"] = {pid: path for pid, path
+                                              in store.partition_dirs.items() if pid in live}
                 return current
 
             try:
@@ -363,6 +385,9 @@ class IndexManager:
                         shutil.rmtree(partition.directory, ignore_errors=True)
                 raise
             store.swap(pmap, partitions, replaced)
+            live = {interval.partition_id for interval in pmap}
+            for pid in [pid for pid in store.partition_dirs if pid not in live]:
+                del store.partition_dirs[pid]  # its files go when the store closes
             return ids
 
     def wait_for_index(self, table_name: str, index_name: str, timeout: float = 600.0) -> dict:
