@@ -277,11 +277,17 @@ cdef class PointReader:
                                   path=cache.path) from None
 
 
-def get_item(table, key, projection=None):
+def get_item(table, key, projection=None, *, names=None):
     """The item stored under ``key`` (a dict of the key attributes) or None; with
     ``projection`` (attribute names) only those attributes.
 
     ``Table.get_item`` itself: bound as the method, so a point read runs no Python frame
-    of its own. ``table._reader`` is read once, so the read uses one routing state.
+    of its own. ``table._reader`` is read once, so the read uses one routing state. A
+    ProjectionExpression (a ``str`` or a parsed tree) or ``names`` go to the table's
+    ``get_item_by_expression`` (the evaluator's nested projections).
     """
+    if names is not None or not (projection is None or type(projection) is list
+                                 or type(projection) is tuple or isinstance(projection,
+                                                                             (set, frozenset))):
+        return table.get_item_by_expression(key, projection, names)
     return (<PointReader?>table._reader).get_item(key, projection)

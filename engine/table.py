@@ -363,19 +363,19 @@ class Table:
         old = self._write(storage_key, plan)
         return old if return_values == "ALL_OLD" else None
 
-    def get_item(
-        self, key: dict, projection: str | Projection | Iterable[str] | None = None, *,
-        names: dict | None = None,
-    ) -> dict | None:
-        """The item with ``key``, or None. ``projection``: a ProjectionExpression string
-        (``#name`` placeholders from ``names``), a Projection, or top-level names.
+    #: ``get_item(key, projection=None, *, names=None) -> dict | None``: the item with
+    #: ``key``, or None. ``projection``: top-level names (a list, tuple or set), a
+    #: ProjectionExpression string (``#name`` placeholders from ``names``) or a Projection.
+    #: Native (engine._reads), bound as the method: routing, one read transaction and the
+    #: decoding of the projected top-level attributes run without a Python frame (point
+    #: reads are the hottest path); a key it cannot route natively goes through
+    #: ``schema.key_of``, which raises the precise error; expressions go to
+    #: :meth:`get_item_by_expression`.
+    get_item = _get_item
 
-        The read itself is one native call (engine._reads: routing, one read transaction
-        and the decoding of the projected top-level attributes). A key it cannot route
-        natively goes through ``schema.key_of``, which raises the precise error."""
-        if names is None and not isinstance(projection, (str, Projection)):
-            # None or top-level names: the native reader projects (and checks) them itself
-            return _get_item(self, key, projection)
+    def get_item_by_expression(self, key: dict, projection: str | Projection | None,
+                               names: dict | None = None) -> dict | None:
+        """``get_item`` with a ProjectionExpression (string or tree) and its ``names``."""
         expressions = _Expressions(names, None)
         tree = expressions.projection(projection)
         expressions.finish()
