@@ -114,7 +114,9 @@ class Replica:
                 records = tail.read(target) if target > self.applied_lsn else []
                 if records:
                     self.applied_lsn = apply_records(
-                        self.env, self.items_db, self.meta_db, records, source=self.partition.name
+                        self.env, self.items_db, self.meta_db, records,
+                        source=self.partition.name,
+                        gsi_outbox=False,  # a replica's outbox has no follower to drain it
                     )
                     self.records_applied += len(records)
                     with self._progress:

@@ -57,6 +57,7 @@ def _arguments(method_name: str) -> tuple:
         "wait_for_index_catch_up": ("Tbl",),
         "split_index_partition": ("Tbl", "ix", "p0000"),
         "merge_index_partitions": ("Tbl", "ix", "p0000", "p0001"),
+        "move_index_partition": ("Tbl", "ix", "p0000", "/tmp"),
     }.get(method_name, ())
 
 

@@ -211,10 +211,6 @@ def test_override_errors(client, backup_arn, overrides, fragment):  # noqa: F811
     assert fragment in caught.value.response["Error"]["Message"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a backup does not record its table's index definitions yet (engine/backup/create.py "
-    "and manager.py: the manifest's settings['indexes'] / the backup record's 'indexes'), "
-    "so SourceTableFeatureDetails stays empty"))
 def test_describe_backup_lists_the_backed_up_indexes(client, backup_arn):  # noqa: F811
     features = client.describe_backup(BackupArn=backup_arn)["BackupDescription"][
         "SourceTableFeatureDetails"]

@@ -208,6 +208,8 @@ class BackupManager:
             }
             if table_record.get("billing"):
                 record["billing"] = dict(table_record["billing"])
+            if table_record.get("indexes"):  # every index definition (engine.indexes)
+                record["indexes"] = table_record["indexes"]
             if source == "replica":
                 record["source"] = "replica"
             run = self._new_run(record, table)
@@ -293,7 +295,7 @@ class BackupManager:
             for key in ("backup_id", "backup_name", "table_name", "table_id", "region",
                         "status", "failure_reason", "created_at", "completed_at",
                         "size_bytes", "item_count", "partitioning", "table_created_at",
-                        "table_size_bytes", "table_item_count", "billing")
+                        "table_size_bytes", "table_item_count", "billing", "indexes")
         }
         description["key_schema"] = [tuple(pair) for pair in record["key_schema"]]
         description["backup_type"] = "USER"
