@@ -69,9 +69,11 @@ class IndexedTables(OpenTables, Protocol):
 
 @runtime_checkable
 class RestorableTables(TableRecords, Protocol):
-    """What a restore needs: to open the restored table, describe it, or drop its files."""
+    """What a restore needs: to open the restored table, describe it, or drop its files
+    (and ``path``, the data directory, whose volume must have room for it)."""
 
     map_size_bytes: int
+    path: Path
 
     @property
     def closed(self) -> bool: ...

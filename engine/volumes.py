@@ -35,3 +35,33 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+#: Free space a volume must keep beyond what a restore declares it will write: LMDB files
+#: built by a repartitioning restore can outgrow the source's pages, and the WAL, the
+#: catalog and the rest of the system need room too.
+SPACE_MARGIN_FRACTION = 0.10
+SPACE_MARGIN_BYTES = 64 << 20  # 64 MiB
+
+
+def free_bytes(directory: Path) -> int:
+    """Free bytes (for an unprivileged user) on the volume holding ``directory`` or, if it
+    does not exist yet, its nearest existing parent."""
+    path = Path(os.path.abspath(directory))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def check_free_space(needed_bytes: int, directory: Path, what: str) -> None:
+    """Refuse (ValidationException) unless ``needed_bytes`` plus the margin fit the free
+    space of ``directory``'s volume — checked before a byte is written."""
+    with_margin = int(needed_bytes * (1 + SPACE_MARGIN_FRACTION)) + SPACE_MARGIN_BYTES
+    free = free_bytes(directory)
+    if with_margin > free:
+        raise ValidationException(
+            f"{what} needs {needed_bytes:,} bytes on the volume of {directory} "
+            f"({with_margin:,} with a {SPACE_MARGIN_FRACTION:.0%} + "
+            f"{SPACE_MARGIN_BYTES >> 20} MiB margin) but it has {free:,} free: free some "
+            "space or use a directory on another volume; nothing was written")

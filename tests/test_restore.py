@@ -333,6 +333,30 @@ def test_missing_manifest_is_refused_at_once(eng):
     assert eng.list_tables() == ["Source"]
 
 
+def test_a_restore_that_cannot_fit_the_volume_is_refused_before_writing(eng, monkeypatch):
+    from engine import volumes
+
+    fill_table(eng, "Source", partitions=2)
+    backup_id = backup_of(eng, "Source")
+    monkeypatch.setattr(volumes, "free_bytes", lambda directory: 1 << 20)  # 1 MiB free
+    with pytest.raises(ValidationException, match="nothing was written"):
+        eng.restore_table(backup_id, "Target")
+    assert eng.list_tables() == ["Source"]
+
+
+def test_a_manifest_declaring_more_than_its_objects_inflate_to_is_refused(eng):
+    fill_table(eng, "Source", partitions=2)
+    backup_id = backup_of(eng, "Source")
+    manifest = load_manifest(eng.backup_store, backup_id)
+    first = manifest.partitions[0]
+    bomb = dataclasses.replace(first, data_size_bytes=first.object_size_bytes * 40_000)
+    lying = dataclasses.replace(manifest, partitions=(bomb, *manifest.partitions[1:]))
+    eng.backup_store.put(manifest_key("", backup_id), lying.to_json())
+    with pytest.raises(CorruptionError, match="could inflate to"):
+        eng.restore_table(backup_id, "Target")
+    assert eng.list_tables() == ["Source"]
+
+
 # ---------------------------------------------------------------------- standard tools
 
 

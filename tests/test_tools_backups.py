@@ -273,10 +273,11 @@ def test_declared_size_beyond_what_the_object_can_inflate_to(backed_up, capsys, 
 
 def test_restore_refuses_what_does_not_fit_the_volume(backed_up, capsys, tmp_path,
                                                       monkeypatch):
+    from engine import volumes
     from engine.backup import offline
 
     store, backup_id, _ = backed_up
-    monkeypatch.setattr(offline, "free_bytes", lambda directory: 32 << 20)  # 32 MiB free
+    monkeypatch.setattr(volumes, "free_bytes", lambda directory: 32 << 20)  # 32 MiB free
     code, _, err = run(capsys, "restore", backup_id, "--store", store, "--data",
                        str(tmp_path / "r"), "--table", "T")
     assert code == 1

@@ -20,7 +20,6 @@ regardless (stop the engine, or delete through it, when that matters).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import struct
@@ -39,6 +38,7 @@ from ..errors import (
     ValidationException,
 )
 from ..store import ObjectStore
+from ..volumes import check_free_space
 from . import tar_stream
 from .copy import copy_backup_objects
 from .logical import ITEMS_DB, open_readonly
@@ -58,36 +58,6 @@ _MANIFEST_KEY_RE = re.compile(r"^([^/]+)/manifest\.json$")
 DEFAULT_PARALLELISM = 4
 
 ByteCallback = Callable[[int], None]
-
-#: Free space a volume must keep beyond what a restore declares it will write: LMDB files
-#: built by a repartitioning restore can outgrow the source's pages, and the WAL, the
-#: catalog and the rest of the system need room too.
-SPACE_MARGIN_FRACTION = 0.10
-SPACE_MARGIN_BYTES = 64 << 20  # 64 MiB
-
-
-def free_bytes(directory: Path) -> int:
-    """Free bytes (for an unprivileged user) on the volume holding ``directory`` or, if it
-    does not exist yet, its nearest existing parent."""
-    path = Path(os.path.abspath(directory))
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    stats = os.statvfs(path)
-    return stats.f_bavail * stats.f_frsize
-
-
-def check_free_space(needed_bytes: int, directory: Path, what: str) -> None:
-    """Refuse (ValidationException) unless ``needed_bytes`` plus the margin fit the free
-    space of ``directory``'s volume — checked before a byte is written."""
-    with_margin = int(needed_bytes * (1 + SPACE_MARGIN_FRACTION)) + SPACE_MARGIN_BYTES
-    free = free_bytes(directory)
-    if with_margin > free:
-        raise ValidationException(
-            f"{what} needs {needed_bytes:,} bytes on the volume of {directory} "
-            f"({with_margin:,} with a {SPACE_MARGIN_FRACTION:.0%} + "
-            f"{SPACE_MARGIN_BYTES >> 20} MiB margin) but it has {free:,} free: free some "
-            "space or use a directory on another volume; nothing was written")
-
 
 # LMDB's meta pages (lmdb.h, MDB_meta after the 16-byte page header on 64-bit builds):
 # the first two pages of data.mdb; the one with the larger txnid is current.

@@ -47,9 +47,10 @@ from ..indexes.restore import (
 from ..keys import validate_table_name
 from ..partition_map import PartitionMap
 from ..store import ObjectStore, open_store
+from ..volumes import check_free_space
 from ..wal import SYNC_POLICIES
 from .copy import CopyProgress, copy_backup_objects
-from .manifest import BackupManifest, manifest_key
+from .manifest import BackupManifest, check_inflatable, manifest_key
 from .restore import RestoreCancelled, RestoreJob, plan_partition_map
 
 if TYPE_CHECKING:
@@ -140,6 +141,11 @@ class RestoreManager:
             store = self.backup_store
         else:
             manifest = read_manifest(store, backup_id)
+        # Before anything is written: a manifest that declares more than its objects
+        # could inflate to lies, and the data must fit the volume (with a margin).
+        check_inflatable(manifest, f"{store.url}/{manifest_key('', backup_id)}")
+        check_free_space(sum(p.data_size_bytes or 0 for p in manifest.partitions),
+                         self.tables.path / "tables", f"restoring backup {backup_id}")
         target_map = plan_partition_map(manifest, partitions, split_points)
         overrides = None
         if global_indexes is not None or local_indexes is not None:
