@@ -37,7 +37,7 @@ from .expressions.ast import (
     RemoveAction,
     Update,
 )
-from .expressions.evaluate import check_condition, evaluate
+from .expressions.evaluate import check_condition, compile_condition, evaluate
 from .expressions.parser import parse_condition, parse_projection, parse_update
 from .expressions.placeholders import Placeholders, bind
 from .expressions.projection import project, project_paths
@@ -589,6 +589,7 @@ class Table:
         # Decode only the projected top-level attributes unless the filter or the size
         # needs the whole item; nested projections are cut from what was decoded.
         whole = filter is not None or measure
+        matches = compile_condition(filter) if filter is not None else None
         decode_names = _top_names(projection) if projection is not None and not whole else None
         reproject = projection is not None and (whole or not _is_flat(projection))
         items: list[dict] = []
@@ -606,7 +607,7 @@ class Table:
                     page_bytes += len(raw)
                     if measure:
                         size_bytes += item_size(item)
-                    if filter is None or evaluate(filter, item, kind="FilterExpression"):
+                    if matches is None or matches(item):
                         items.append(project(item, projection) if reproject else item)
                     if (limit is not None and scanned >= limit) or page_bytes >= max_page_bytes:
                         return Page(items, self.schema.key_dict(storage_key), scanned,

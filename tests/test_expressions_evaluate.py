@@ -28,7 +28,7 @@ from engine.expressions.ast import (
     Or,
     Path,
 )
-from engine.expressions.evaluate import check_condition, evaluate, resolve
+from engine.expressions.evaluate import check_condition, compile_condition, evaluate, resolve
 from engine.expressions.values import compare, type_of, values_equal
 
 
@@ -490,6 +490,18 @@ conditions = st.recursive(
 def test_evaluate_agrees_with_the_reference(condition, item):
     check_condition(condition)  # the generated trees are all valid requests
     assert evaluate(condition, item) is ref_evaluate(condition, item)
+
+
+@given(condition=conditions, items=st.lists(items, min_size=1, max_size=4))
+def test_the_compiled_form_agrees_with_the_tree_walk(condition, items):
+    compiled = compile_condition(condition)
+    for item in items:
+        assert compiled(item) is evaluate(condition, item) is ref_evaluate(condition, item)
+
+
+def test_the_compiled_form_checks_the_request_once():
+    with pytest.raises(ValidationException, match="BETWEEN"):
+        compile_condition(Between(P("a"), Literal(3), Literal(1)))
 
 
 @given(left=values, right=values)

@@ -24,6 +24,8 @@ the cases below were checked against DynamoDB by the Alternator test suite):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from ..errors import ValidationException
@@ -45,7 +47,8 @@ from .ast import (
 )
 from .values import ORDERED_TYPES, TYPE_NAMES, compare, type_of, values_equal
 
-__all__ = ["evaluate", "check_condition", "resolve", "MISSING", "format_path"]
+__all__ = ["evaluate", "compile_condition", "check_condition", "resolve", "MISSING",
+           "format_path"]
 
 
 class _Missing:
@@ -348,8 +351,188 @@ def _function(call: Call, item: dict, kind: str) -> bool:
     if name == "attribute_type":
         value = _value(call.args[0], item, kind)
         return value is not MISSING and type_of(value) == call.args[1].value
-    first = _value(call.args[0], item, kind)
-    second = _value(call.args[1], item, kind)
+    return _function_values(name, _value(call.args[0], item, kind),
+                            _value(call.args[1], item, kind))
+
+
+# ------------------------------------------------------------------ compiled form
+def compile_condition(condition: Condition, *,
+                      kind: str = "FilterExpression") -> Callable[[dict], bool]:
+    """``condition`` as a function of one item, for evaluating it over many (a Query or
+    Scan page's filter): the request-side checks run once here (:func:`check_condition`)
+    instead of at every item, and the tree is walked once into closures. Same answers as
+    :func:`evaluate` for every item (a hypothesis test holds the two together)."""
+    check_condition(condition, kind=kind)
+    return _compile(condition)
+
+
+def _compile(condition: Condition) -> Callable[[dict], bool]:
+    node_type = type(condition)
+    if node_type is Compare:
+        return _compile_compare(condition)
+    if node_type is And:
+        left, right = _compile(condition.left), _compile(condition.right)
+        return lambda item: left(item) and right(item)
+    if node_type is Or:
+        left, right = _compile(condition.left), _compile(condition.right)
+        return lambda item: left(item) or right(item)
+    if node_type is Not:
+        operand = _compile(condition.operand)
+        return lambda item: not operand(item)
+    if node_type is Between:
+        return _compile_between(condition)
+    if node_type is In:
+        return _compile_in(condition)
+    return _compile_function(condition)  # check_condition allowed only functions here
+
+
+def _compile_operand(operand: Operand) -> Callable[[dict], Any]:
+    if type(operand) is Literal:
+        value = operand.value
+        return lambda item: value
+    if type(operand) is Path:
+        elements = operand.elements
+        if len(elements) == 1:  # a top-level attribute: one dict lookup
+            name = elements[0]
+            return lambda item: item.get(name, MISSING)
+        return lambda item: resolve(item, operand)
+    inner = _compile_operand(operand.args[0])  # size(path): the only other operand
+
+    def size(item: dict) -> Any:
+        value = inner(item)
+        if value is MISSING:
+            return MISSING
+        value_type = type_of(value)
+        if value_type == "S":
+            return len(value.encode("utf-8"))
+        if value_type in _SIZED_TYPES:
+            return len(value)
+        return MISSING  # N, BOOL, NULL have no size: every comparison is false
+
+    return size
+
+
+_ORDER_TESTS: dict[str, Callable[[int], bool]] = {
+    "<": lambda order: order < 0, "<=": lambda order: order <= 0,
+    ">": lambda order: order > 0, ">=": lambda order: order >= 0,
+}
+
+
+_SWAPPED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_PY_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: a == b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+}
+
+
+def _compile_scalar_compare(condition: Compare) -> Callable[[dict], bool] | None:
+    """``path <op> :literal`` (or the mirror) with an S or N literal — the usual filter —
+    as one type test and one Python comparison: for two str, code point order is UTF-8
+    byte order, and int/Decimal compare exactly; a bool (Python's int) is excluded by
+    ``type``. None for every other shape (the general closures handle it)."""
+    left, right, op = condition.left, condition.right, condition.op
+    if type(left) is Literal and type(right) is not Literal:
+        left, right, op = right, left, _SWAPPED[op]
+    if type(right) is not Literal or type(left) is Literal:
+        return None
+    literal = right.value
+    if type(literal) is str:
+        kinds: tuple[type, ...] = (str,)
+    elif type(literal) in (int, Decimal):
+        kinds = (int, Decimal)
+    else:
+        return None
+    value_of = _compile_operand(left)
+    if op == "<>":
+        return lambda item: not ((v := value_of(item)) is not MISSING
+                                 and type(v) in kinds and v == literal)
+    test = _PY_ORDER[op]
+    return lambda item: (v := value_of(item)) is not MISSING and type(v) in kinds \
+        and test(v, literal)
+
+
+def _compile_compare(condition: Compare) -> Callable[[dict], bool]:
+    scalar = _compile_scalar_compare(condition)
+    if scalar is not None:
+        return scalar
+    left, right = _compile_operand(condition.left), _compile_operand(condition.right)
+    if condition.op == "=":
+        def equal(item: dict) -> bool:
+            a, b = left(item), right(item)
+            return a is not MISSING and b is not MISSING and values_equal(a, b)
+        return equal
+    if condition.op == "<>":
+        def not_equal(item: dict) -> bool:
+            a, b = left(item), right(item)
+            return a is MISSING or b is MISSING or not values_equal(a, b)
+        return not_equal
+    test = _ORDER_TESTS[condition.op]
+
+    def ordered(item: dict) -> bool:
+        a, b = left(item), right(item)
+        if a is MISSING or b is MISSING:
+            return False
+        order = compare(a, b)
+        return order is not None and test(order)
+
+    return ordered
+
+
+def _compile_between(condition: Between) -> Callable[[dict], bool]:
+    operand = _compile_operand(condition.operand)
+    low, high = _compile_operand(condition.low), _compile_operand(condition.high)
+
+    def between(item: dict) -> bool:
+        value, lo, hi = operand(item), low(item), high(item)
+        if value is MISSING or lo is MISSING or hi is MISSING:
+            return False
+        above_low, below_high = compare(lo, value), compare(value, hi)
+        return above_low is not None and below_high is not None and above_low <= 0 \
+            and below_high <= 0
+
+    return between
+
+
+def _compile_in(condition: In) -> Callable[[dict], bool]:
+    operand = _compile_operand(condition.operand)
+    options = [_compile_operand(option) for option in condition.options]
+
+    def is_in(item: dict) -> bool:
+        value = operand(item)
+        if value is MISSING:
+            return False
+        for option in options:
+            candidate = option(item)
+            if candidate is not MISSING and values_equal(value, candidate):
+                return True
+        return False
+
+    return is_in
+
+
+def _compile_function(call: Call) -> Callable[[dict], bool]:
+    name = call.name
+    if name in ("attribute_exists", "attribute_not_exists"):
+        path = _compile_operand(call.args[0])
+        if name == "attribute_exists":
+            return lambda item: path(item) is not MISSING
+        return lambda item: path(item) is MISSING
+    first = _compile_operand(call.args[0])
+    if name == "attribute_type":
+        wanted = call.args[1].value
+
+        def has_type(item: dict) -> bool:
+            value = first(item)
+            return value is not MISSING and type_of(value) == wanted
+
+        return has_type
+    second = _compile_operand(call.args[1])
+    # begins_with / contains: the same code as the tree walk, per item
+    return lambda item: _function_values(name, first(item), second(item))
+
+
+def _function_values(name: str, first: Any, second: Any) -> bool:
+    """begins_with / contains on two resolved values (shared by both evaluators)."""
     if first is MISSING or second is MISSING:
         return False
     first_type, second_type = type_of(first), type_of(second)

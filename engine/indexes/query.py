@@ -24,7 +24,7 @@ from typing import Any
 from .. import _itemcodec, _keycodec
 from ..errors import ValidationException
 from ..expressions.ast import Condition, Path, Projection
-from ..expressions.evaluate import check_condition, evaluate
+from ..expressions.evaluate import check_condition, compile_condition
 from ..expressions.parser import parse_condition, parse_projection
 from ..expressions.placeholders import Placeholders, bind
 from ..expressions.projection import project
@@ -287,6 +287,7 @@ class Index:
         items: list[dict] = []
         scanned = page_bytes = size_bytes = 0
         key_names = self._key_names
+        matches = compile_condition(filter) if filter is not None else None
         for _, raw in entries:
             item = decode(raw)
             scanned += 1
@@ -297,7 +298,7 @@ class Index:
                 item = base if base is not None else item
             if measure:
                 size_bytes += item_size(item)
-            if filter is None or evaluate(filter, item, kind="FilterExpression"):
+            if matches is None or matches(item):
                 items.append(project(item, projection) if projection is not None else item)
             if (limit is not None and scanned >= limit) or page_bytes >= max_page_bytes:
                 last = {name: item[name] for name in key_names if name in item}
