@@ -102,13 +102,18 @@ def test_pay_per_request_table_description(client):  # noqa: F811
     assert "RestoreSummary" not in table
 
 
-def test_create_table_without_billing_mode_or_throughput_is_on_demand(client):  # noqa: F811
-    """DynamoDB refuses this ("No provisioned throughput specified for the table"); this
-    server takes it as PAY_PER_REQUEST, as its README says."""
+def test_create_table_without_billing_mode_or_throughput_is_refused(client):  # noqa: F811
+    """BillingMode defaults to PROVISIONED, which needs ProvisionedThroughput: DynamoDB
+    refuses a CreateTable with neither, and so does this server (nothing is created)."""
     name = unique("default")
-    create(client, name)
-    table = client.describe_table(TableName=name)["Table"]
-    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    with pytest.raises(ClientError) as caught:
+        create(client, name)
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ValidationException"
+    assert error["Message"] == "No provisioned throughput specified for the table"
+    assert name not in client.list_tables()["TableNames"]
+    with pytest.raises(ClientError, match="No provisioned throughput"):
+        create(client, name, BillingMode="PROVISIONED")
 
 
 @pytest.mark.parametrize("billing", [
@@ -131,9 +136,7 @@ def test_provisioned_table_keeps_its_mode_and_units(client, billing):  # noqa: F
       "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1}},
      "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is "
      "PAY_PER_REQUEST"),
-    ({"BillingMode": "PROVISIONED"},
-     "ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is "
-     "PROVISIONED"),
+    ({"BillingMode": "PROVISIONED"}, "No provisioned throughput specified for the table"),
     ({"BillingMode": "PROVISIONED", "ProvisionedThroughput": {"ReadCapacityUnits": 1}},
      "must both be specified"),
     ({"ProvisionedThroughput": {"ReadCapacityUnits": 0, "WriteCapacityUnits": 1}},

@@ -53,9 +53,8 @@ def provisioned_units(billing: dict) -> dict:
 def billing_request(request: dict) -> dict:
     """The stored billing (engine.billing) of a CreateTable request's ``BillingMode`` and
     ``ProvisionedThroughput``. DynamoDB's rules: PROVISIONED (the default) needs both units,
-    PAY_PER_REQUEST takes none. A request with neither member is PAY_PER_REQUEST here
-    (DynamoDB refuses it: "No provisioned throughput specified for the table"); kept so
-    that clients written against local emulators work."""
+    PAY_PER_REQUEST takes none (CreateTable refuses a request with neither member before
+    it gets here: "No provisioned throughput specified for the table")."""
     mode = request.get("BillingMode")
     if mode is not None and mode not in ("PROVISIONED", PAY_PER_REQUEST):
         raise ValidationException(
@@ -65,7 +64,7 @@ def billing_request(request: dict) -> dict:
     if throughput is not None and not isinstance(throughput, dict):
         raise ValidationException("ProvisionedThroughput must be an object")
     if mode is None:
-        mode = PAY_PER_REQUEST if throughput is None else "PROVISIONED"
+        mode = "PROVISIONED"  # DynamoDB's default: then the units are required
     billing: dict[str, Any] = {"mode": mode}
     if throughput is not None:
         billing["read_capacity_units"] = throughput.get("ReadCapacityUnits")
@@ -181,6 +180,10 @@ def create_table(ctx: ServerContext, request: dict) -> dict:
     stream = request.get("StreamSpecification")
     if isinstance(stream, dict) and stream.get("StreamEnabled"):
         raise ValidationException("Streams (StreamSpecification) are not supported by this server")
+    if request.get("BillingMode") in (None, "PROVISIONED") \
+            and request.get("ProvisionedThroughput") is None:
+        # CreateTable's mode defaults to PROVISIONED, whose units DynamoDB then requires.
+        raise ValidationException("No provisioned throughput specified for the table")
     billing = billing_request(request)
     if request.get("DeletionProtectionEnabled"):  # as UpdateTable (operations/indexes.py)
         raise ValidationException("Deletion protection is not supported by this server")
