@@ -78,8 +78,10 @@ def main() -> None:
     # test fails with the cause instead of waiting forever for a line.
     faulthandler.dump_traceback_later(120, exit=True)
     data_dir, mode, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    # A paced backfill (sleeping 3x each batch's time) lasts long enough on any machine
+    # for the test's kill, at most 50 ms after "backfilling", to land in the middle of it.
     engine = Engine.open(data_dir, wal_segment_bytes=1 << 15, map_size_bytes=1 << 28,
-                         index_backfill_pace=0)
+                         index_backfill_pace=3 if mode == "backfill" else 0)
     create(engine)
     table = engine.table(TABLE)
     lock = threading.Lock()
