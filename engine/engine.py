@@ -5,9 +5,10 @@ Layout::
     <data>/system/                      the catalog (engine.catalog)
     <data>/tables/<table_id>/<pid>/     one directory per partition (engine.partition)
 
-One :class:`Engine` per data directory per process (LMDB's rule: one environment handle
-per process). It is safe to share between threads. Do not carry it across ``fork()``:
-open it in the child instead.
+One :class:`Engine` per data directory, enforced: the directory's lock
+(:mod:`engine.dirlock`) refuses a second process, and a second Engine of the same process
+is refused too (LMDB's rule: one environment handle per process). It is safe to share
+between threads. Do not carry it across ``fork()``: open it in the child instead.
 """
 
 from __future__ import annotations
