@@ -174,16 +174,17 @@ def deserialize(av: Any, where: str = "value") -> Any:
         if body is not True:
             raise ValidationException(
                 "One or more parameter values were invalid: Null attribute value types must "
-                f"have the value of true ({where})"
-            )
+                "have the value of true")
         return None
     if tag in ("SS", "NS", "BS"):
         if not isinstance(body, list):
             raise _wrong_json(body, "List", where)
-        if not body:
+        if not body:  # DynamoDB's texts, to the letter (its double space included)
             raise ValidationException(
-                f"One or more parameter values were invalid: An {tag} may not be empty ({where})"
-            )
+                "One or more parameter values were invalid: "
+                + {"SS": "An string set  may not be empty",
+                   "NS": "An number set  may not be empty",
+                   "BS": "Binary sets should not be empty"}[tag])
         if tag == "SS":
             for element in body:
                 if not isinstance(element, str):
@@ -195,10 +196,9 @@ def deserialize(av: Any, where: str = "value") -> Any:
             elements = [_decode_binary(element, where) for element in body]
         result = set(elements)
         if len(result) != len(elements):
-            raise ValidationException(
-                f"One or more parameter values were invalid: Input collection {body} contains "
-                f"duplicates ({where})"
-            )
+            raise ValidationException(  # Java's list format, as DynamoDB prints it
+                "One or more parameter values were invalid: Input collection "
+                f"[{', '.join(str(element) for element in body)}] contains duplicates.")
         return result
     if tag == "L":
         if not isinstance(body, list):

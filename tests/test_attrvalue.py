@@ -128,10 +128,6 @@ def test_json_numbers_are_serialization_errors(av):
         ({}, "empty"),
         ({"S": "a", "N": "1"}, "more than one"),
         ({"X": "a"}, "unknown datatype"),
-        ({"NULL": False}, "Null"),
-        ({"SS": []}, "empty"),
-        ({"SS": ["a", "a"]}, "duplicates"),
-        ({"NS": ["1", "1.0"]}, "duplicates"),
     ],
 )
 def test_invalid_values_name_the_attribute(av, fragment):
@@ -139,6 +135,25 @@ def test_invalid_values_name_the_attribute(av, fragment):
         deserialize_item({"colour": av})
     assert fragment in caught.value.message
     assert "colour" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("av", "message"),
+    [
+        ({"NULL": False}, "Null attribute value types must have the value of true"),
+        ({"SS": []}, "An string set  may not be empty"),
+        ({"NS": []}, "An number set  may not be empty"),
+        ({"BS": []}, "Binary sets should not be empty"),
+        ({"SS": ["a", "a"]}, "Input collection [a, a] contains duplicates."),
+        ({"NS": ["1", "1.0"]}, "Input collection [1, 1.0] contains duplicates."),
+    ],
+)
+def test_set_and_null_errors_are_dynamodbs_texts(av, message):
+    """Clients match these texts (DynamoDB's, double space included), so they carry no
+    attribute name."""
+    with pytest.raises(ValidationException) as caught:
+        deserialize_item({"colour": av})
+    assert caught.value.message == "One or more parameter values were invalid: " + message
 
 
 @pytest.mark.parametrize(
