@@ -15,21 +15,15 @@ Run: ``pytest bench/bench_expressions.py --benchmark-group-by=param:operation -s
 from __future__ import annotations
 
 import random
-import threading
-import time
 
-import boto3
 import pytest
-import uvicorn
-from botocore.config import Config
+from served import served_client
 
 from engine import Engine
 from engine.expressions import Placeholders, bind, parse_condition, parse_update
 from engine.expressions.cache import clear_parse_cache
-from engine.server import create_app
 
 SEED = 20261130
-ACCESS_KEY, SECRET = "bench", "bench-secret"
 ITEMS_PER_PK = 200
 
 FILTER = "#st = :open AND size(tags) > :n AND attribute_exists(assignee)"
@@ -57,20 +51,8 @@ def engine(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(engine):
-    app = create_app(engine, credentials={ACCESS_KEY: SECRET})
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield boto3.client(
-        "dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 1}),
-    )
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_client(engine) as served:
+        yield served
 
 
 def _engine_calls(table):

@@ -14,19 +14,13 @@ server's index handling (IndexName lookup, index capacity, the longer pagination
 from __future__ import annotations
 
 import random
-import threading
-import time
 
-import boto3
 import pytest
-import uvicorn
-from botocore.config import Config
+from served import served_client
 
 from engine import Engine
-from engine.server import create_app
 
 SEED = 20261130
-ACCESS_KEY, SECRET = "bench", "bench-secret"
 PARTITION_KEYS = 5
 ITEMS_PER_PK = 400
 
@@ -52,20 +46,8 @@ def engine(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(engine):
-    app = create_app(engine, credentials={ACCESS_KEY: SECRET})
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield boto3.client(
-        "dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 1}),
-    )
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served_client(engine) as served:
+        yield served
 
 
 READS = {

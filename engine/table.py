@@ -449,9 +449,10 @@ class Table:
         check_update_paths(update_tree, key_names)  # fail before taking the write lock
         storage_key = self.schema.key_of(key)
         # Only REMOVE / DELETE (set elements) actions: a missing item stays missing, as
-        # in DynamoDB (there is nothing to remove from).
-        remove_only = all(type(action) in (RemoveAction, DeleteAction)
-                          for action in update_tree.actions)
+        # in DynamoDB (there is nothing to remove from). No action at all creates the
+        # key-only item, as DynamoDB's UpdateItem without an update does.
+        remove_only = bool(update_tree.actions) and all(
+            type(action) in (RemoveAction, DeleteAction) for action in update_tree.actions)
         on_failure = return_values_on_condition_check_failure
 
         def plan(get):

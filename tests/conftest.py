@@ -4,6 +4,8 @@ deadline) when HYPOTHESIS_PROFILE=ci, as .ci/run sets."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,3 +31,28 @@ def engine(tmp_path):
     eng = Engine.open(tmp_path / "data", wal_segment_bytes=1 << 16, map_size_bytes=1 << 30)
     yield eng
     eng.close()
+
+
+AWSCLI_VENV = Path(__file__).resolve().parent.parent / ".venv-awscli"
+
+
+@pytest.fixture(scope="session")
+def aws_cli() -> Path:
+    """A working AWS CLI: ``.venv-awscli/bin/aws`` if made before, else a working ``aws`` on
+    PATH, else one installed from PyPI into ``.venv-awscli`` (its own venv: the CLI pins
+    its own botocore). Skipped only if that install cannot be done."""
+    executable = AWSCLI_VENV / "bin" / "aws"
+    if executable.exists():
+        return executable
+    found = shutil.which("aws")
+    if found is not None and subprocess.run([found, "--version"], capture_output=True,
+                                            timeout=60).returncode == 0:
+        return Path(found)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(AWSCLI_VENV)], check=True,
+                       timeout=120)
+        subprocess.run([str(AWSCLI_VENV / "bin" / "pip"), "install", "--quiet", "awscli"],
+                       check=True, timeout=600)
+    except (subprocess.SubprocessError, OSError) as err:
+        pytest.skip(f"could not install the AWS CLI into {AWSCLI_VENV}: {err}")
+    return executable

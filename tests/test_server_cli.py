@@ -10,15 +10,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from server_process import ACCESS_KEY, REGION, ROOT, SECRET, start_server
-
-AWSCLI_VENV = ROOT / ".venv-awscli"
+from server_process import ACCESS_KEY, REGION, SECRET, start_server
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +24,6 @@ def served(tmp_path_factory):
     server = start_server(tmp_path_factory.mktemp("serve"))
     yield server.endpoint, server.process, server.log_path
     server.kill()
-
-
-@pytest.fixture(scope="session")
-def aws_cli() -> Path:
-    """The AWS CLI: ``.venv-awscli/bin/aws`` if one was made, else ``aws`` on PATH; the test
-    is skipped without one (it is not installed here: it vendors its own botocore)."""
-    executable = AWSCLI_VENV / "bin" / "aws"
-    if executable.exists():
-        return executable
-    found = shutil.which("aws")
-    if found is None or subprocess.run([found, "--version"], capture_output=True,
-                                       timeout=60).returncode != 0:
-        pytest.skip(f"the AWS CLI is not installed (no {executable}, no working `aws` on PATH)")
-    return Path(found)
 
 
 def aws(cli: Path, endpoint: str, *args: str, secret: str = SECRET) -> subprocess.CompletedProcess:

@@ -9,10 +9,8 @@ import datetime as dt
 import gzip
 import json
 import os
-import shutil
 import socket
 import subprocess
-from pathlib import Path
 from unittest import mock
 from urllib.parse import urlsplit
 
@@ -252,13 +250,9 @@ def test_malformed_http_gets_a_json_error_body(server):
     assert json.loads(payload)["__type"] == PREFIX + "SerializationException"
 
 
-def test_aws_cli_still_works(server):
-    """One real AWS CLI call through the strict door (skipped when no CLI is installed)."""
-    cli = shutil.which("aws")
-    local = Path(__file__).resolve().parent.parent / ".venv-awscli" / "bin" / "aws"
-    cli = str(local) if local.exists() else cli
-    if cli is None:
-        pytest.skip("the AWS CLI is not installed (no .venv-awscli/bin/aws, no aws on PATH)")
+def test_aws_cli_still_works(server, aws_cli):
+    """One real AWS CLI call through the strict door."""
+    cli = str(aws_cli)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
            "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": "/nonexistent",
@@ -266,7 +260,5 @@ def test_aws_cli_still_works(server):
     result = subprocess.run([cli, "dynamodb", "list-tables", "--endpoint-url", server.endpoint,
                              "--output", "json"], env=env, capture_output=True, text=True,
                             timeout=120)
-    if result.returncode != 0 and "No module named" in result.stderr:
-        pytest.skip(f"the AWS CLI on PATH does not run: {result.stderr.strip()[:200]}")
     assert result.returncode == 0, result.stderr
     assert TABLE in json.loads(result.stdout)["TableNames"]

@@ -77,9 +77,8 @@ def _path_list(path: Path) -> str:
 
 
 def check_update_paths(update: Update, key_names: Sequence[str]) -> None:
-    """Key attributes untouched; no two paths overlapping or conflicting."""
-    if not update.actions:
-        raise ValidationException("Invalid UpdateExpression: an update needs at least one action")
+    """Key attributes untouched; no two paths overlapping or conflicting. An update with no
+    actions is DynamoDB's UpdateItem without an update: it creates the key-only item."""
     paths = [action.path for action in update.actions]
     for path in paths:
         if not path.elements or not isinstance(path.elements[0], str):

@@ -18,8 +18,7 @@ from typing import Any
 from engine.attrvalue import deserialize_item, serialize_item
 from engine.errors import ConditionalCheckFailedException, ValidationException
 from engine.expressions import legacy
-from engine.expressions.ast import And, Call, DeleteAction, Path, RemoveAction, Update
-from engine.expressions.evaluate import evaluate
+from engine.expressions.ast import Update
 from engine.expressions.projection import project
 
 from .capacity import (
@@ -217,12 +216,6 @@ def _update_item(ctx: ServerContext, request: dict) -> dict:
     condition = _condition(request, expressions)
     _finish(expressions)
     _check_key_not_updated(update, key_names)
-    if not update.actions:
-        return _update_without_actions(table, key, condition, return_values, capacity,
-                                       on_failure, metrics_mode)
-    if _deletes_only(update):
-        return _update_deletes_only(table, key, update, condition, return_values, capacity,
-                                    on_failure, metrics_mode)
     old = table.get_item(key) if capacity != "NONE" else None
     try:
         result = table.update_item(
@@ -231,65 +224,6 @@ def _update_item(ctx: ServerContext, request: dict) -> dict:
         )
     except ConditionalCheckFailedException as err:
         raise _failed(err, on_failure) from None
-    response: dict[str, Any] = {}
-    if return_values != "NONE" and result:
-        response["Attributes"] = serialize_item(result)
-    new = None
-    if capacity != "NONE":
-        new = result if return_values == "ALL_NEW" else table.get_item(key)
-    return _written(response, table, capacity, old, new, metrics_mode, key)
-
-
-def _update_without_actions(table: Any, key: dict, condition: Any, return_values: str,
-                            capacity: str, on_failure: str, metrics_mode: str) -> dict:
-    """UpdateItem with no update at all: DynamoDB creates the key-only item if it is
-    missing (and the condition holds). The engine refuses an update without actions, so:
-    read, check, and create with a put conditioned on the item still being missing."""
-    old = table.get_item(key)
-    if condition is not None and not evaluate(condition, old):
-        failed = ConditionalCheckFailedException("The conditional request failed")
-        failed.item = old if on_failure == "ALL_OLD" else None  # type: ignore[attr-defined]
-        raise _failed(failed, on_failure)
-    if old is None:
-        missing = Call("attribute_not_exists", (Path((next(iter(key)),)),))
-        try:
-            table.put_item(dict(key), condition=missing)
-        except ConditionalCheckFailedException:
-            pass  # created meanwhile by another writer: nothing left to do
-    new = old if old is not None else dict(key)
-    result = {"ALL_OLD": old, "ALL_NEW": new}.get(return_values)
-    response: dict[str, Any] = {"Attributes": serialize_item(result)} if result else {}
-    return _written(response, table, capacity, old, new, metrics_mode, key)
-
-
-def _deletes_only(update: Update) -> bool:
-    """Only REMOVE and DELETE actions, at least one DELETE: on a missing item DynamoDB
-    does nothing (creates no item). The engine already knows this for REMOVE alone."""
-    kinds = {type(action) for action in update.actions}
-    return DeleteAction in kinds and kinds <= {DeleteAction, RemoveAction}
-
-
-def _update_deletes_only(table: Any, key: dict, update: Update, condition: Any,
-                         return_values: str, capacity: str, on_failure: str,
-                         metrics_mode: str) -> dict:
-    """Run the update only if the item exists (one atomic condition), and tell a missing
-    item (nothing to do, if the client's condition holds for no item) from a failed
-    client condition by the item the engine's failure carries."""
-    exists = Call("attribute_exists", (Path((next(iter(key)),)),))
-    guarded = exists if condition is None else And(exists, condition)
-    old = table.get_item(key) if capacity != "NONE" else None
-    try:
-        result = table.update_item(
-            key, update, condition=guarded, return_values=return_values,
-            return_values_on_condition_check_failure="ALL_OLD",
-        )
-    except ConditionalCheckFailedException as err:
-        current = getattr(err, "item", None)
-        if current is not None or (condition is not None and not evaluate(condition, None)):
-            failed = ConditionalCheckFailedException("The conditional request failed")
-            failed.item = current if on_failure == "ALL_OLD" else None  # type: ignore[attr-defined]
-            raise _failed(failed, on_failure) from None
-        return _written({}, table, capacity, None, None, metrics_mode, key)
     response: dict[str, Any] = {}
     if return_values != "NONE" and result:
         response["Attributes"] = serialize_item(result)
