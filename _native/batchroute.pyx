@@ -31,7 +31,7 @@ cdef storage_key_fn _storage_key = <storage_key_fn>PyCapsule_GetPointer(
 def route_puts(
     list items,
     Py_ssize_t first,
-    bint hashed,
+    int key_mode,
     str pk_name,
     pk_type,
     sk_name,
@@ -53,7 +53,7 @@ def route_puts(
         item = <object>PyList_GET_ITEM(items, i)
         if type(item) is not dict:
             return i
-        key = plain_storage_key(_storage_key, item, hashed, pk_name, pk_type, sk_name, sk_type)
+        key = plain_storage_key(_storage_key, item, key_mode, pk_name, pk_type, sk_name, sk_type)
         if key is None:
             return i
         try:

@@ -12,8 +12,8 @@ cdef extern from "capsules.h":
     const char *STORAGE_KEY_CAPSULE "TK_STORAGE_KEY_CAPSULE"
     const char *DECODE_ITEM_CAPSULE "TK_DECODE_ITEM_CAPSULE"
 
-# engine._keycodec: ``storage_key(hashed, pk_value, pk_type, sk_value, sk_type)``.
-ctypedef bytes (*storage_key_fn)(bint hashed, object pk_value, object pk_type,
+# engine._keycodec: ``storage_key(mode, pk_value, pk_type, sk_value, sk_type)``.
+ctypedef bytes (*storage_key_fn)(int mode, object pk_value, object pk_type,
                                  object sk_value, object sk_type)
 
 # engine._itemcodec: check and decode the ``n`` stored bytes at ``p`` read under the storage

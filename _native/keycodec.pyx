@@ -41,6 +41,24 @@ terminator: every key whose value starts with ``value`` starts with it (``begins
 
 ``hash64(data)`` is XXH64 with seed 0 -- the partition hash. It is part of the on-disk and
 backup format: stable across versions, platforms and byte orders; never change it.
+
+Long keys (key format 2, ``mode & MODE_COMPACT``). LMDB keys end at 511 bytes, DynamoDB's
+keys at 2048 + 1024 bytes (twice that escaped). Under format 2 each key component whose
+encoding is longer than ``INLINE`` (200) bytes is stored *compacted*::
+
+    tag | escaped body[:c] | 00 02 | BLAKE2b-256(enc(value))
+
+with ``c = CUT`` (165), or ``CUT - 1`` when body[CUT-1] opens an escape pair (a pair is
+never split). ``00 02`` never occurs inside a plain body (00 is always followed by FF or
+01), so a compacted component is recognisable and self-delimiting (the digest is 32
+bytes). The hash prefix is still ``hash64`` of the *plain* ``enc(pk)``.
+
+Order: call ``P`` = body[:c] a component's *bucket prefix* (defined when its escaped body
+is longer than ``CUT``). Storage order equals DynamoDB order between any two components
+except two whose bucket prefixes are equal -- those compare by digest. Readers that need
+DynamoDB order (Query) re-sort each run of keys sharing a bucket prefix by the full key
+(:func:`bucket_end`), and widen range bounds to whole buckets (``engine.longkeys``).
+``mode`` bit 0 is "hashed"; format 1 (bit 1 clear) is the plain layout above, unchanged.
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -55,6 +73,7 @@ from capi cimport STORAGE_KEY_CAPSULE
 from decnum cimport NUM_MAX_BODY, num_decode, num_encode
 
 from decimal import Decimal as _Decimal
+from hashlib import blake2b as _blake2b
 
 cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object s, Py_ssize_t *size) except NULL
@@ -71,12 +90,26 @@ cdef enum:
     # Worst case of a storage key: hash, then pk and sk escaped (3 + 2 x limit each).
     _STORAGE_KEY_ROOM = 8 + (3 + 2 * _DEFAULT_MAX_LEN) + (3 + 2 * _SORT_KEY_MAX_LEN)
     _STACK_BYTES = 3 + 2 * _DEFAULT_MAX_LEN
+    _MODE_HASHED = 1
+    _MODE_COMPACT = 2
+    _INLINE = 200       # longest component encoding stored whole under key format 2
+    _CUT = 165          # escaped body bytes a compacted component keeps
+    _DIGEST = 32        # BLAKE2b-256 of the plain encoding
+    _TAIL_INLINE = 100  # longest index-entry tail (the base key) stored whole
+    _TAG_DIGEST = 0x04  # a tail stored as its digest
 
 TAG_B = _TAG_B
 TAG_N = _TAG_N
 TAG_S = _TAG_S
 DEFAULT_MAX_LEN = _DEFAULT_MAX_LEN
 SORT_KEY_MAX_LEN = _SORT_KEY_MAX_LEN
+MODE_HASHED = _MODE_HASHED
+MODE_COMPACT = _MODE_COMPACT
+INLINE = _INLINE
+CUT = _CUT
+#: Bytes of a (format 2) sort component that decide its place up to its bucket: range
+#: bounds longer than this (after the partition-key prefix) are widened to the bucket.
+SORT_WINDOW = 1 + _CUT
 
 cdef object _TYPE_S = "S"
 cdef object _TYPE_N = "N"
@@ -329,24 +362,139 @@ def hash_prefix_of(pk_value, pk_type):
     return PyBytes_FromStringAndSize(<const char *>out, 8)
 
 
-def storage_key(bint hashed, pk_value, pk_type, sk_value=None, sk_type=None):
-    """The storage key of an item (SPEC §3); without ``sk_value`` the partition key's prefix."""
-    return _storage_key(hashed, pk_value, pk_type, sk_value, sk_type)
+def storage_key(int mode, pk_value, pk_type, sk_value=None, sk_type=None):
+    """The storage key of an item (SPEC §3); without ``sk_value`` the partition key's prefix.
+
+    ``mode``: bit 0 (``MODE_HASHED``, or just ``True``) hash partitioning, bit 1
+    (``MODE_COMPACT``) key format 2 (long components compacted, see the module docstring).
+    """
+    return _storage_key(mode, pk_value, pk_type, sk_value, sk_type)
 
 
-cdef bytes _storage_key(bint hashed, object pk_value, object pk_type, object sk_value,
+cdef bytes _storage_key(int mode, object pk_value, object pk_type, object sk_value,
                         object sk_type):
     # Built in place, one allocation: [hash64(enc(pk)) if hashed] enc(pk) [enc(sk)].
     cdef uint8_t out[_STORAGE_KEY_ROOM]
+    cdef bint hashed = mode & _MODE_HASHED
+    cdef bint compact = mode & _MODE_COMPACT
     cdef Py_ssize_t start = 8 if hashed else 0, pk_len, sk_len = 0
     pk_len = _encode_into(out + start, pk_value, pk_type, _DEFAULT_MAX_LEN)
+    if hashed:
+        _put_be64(out, tk_xxh64(out + 8, pk_len, 0))
+    if compact and pk_len > _INLINE:
+        pk_len = _compact_in_place(out + start, pk_len)
     if sk_value is not None:
         if sk_type is None:
             raise ValueError("a sort key value was given without its sort key type")
         sk_len = _encode_into(out + start + pk_len, sk_value, sk_type, _SORT_KEY_MAX_LEN)
-    if hashed:
-        _put_be64(out, tk_xxh64(out + 8, pk_len, 0))
+        if compact and sk_len > _INLINE:
+            sk_len = _compact_in_place(out + start + pk_len, sk_len)
     return PyBytes_FromStringAndSize(<const char *>out, start + pk_len + sk_len)
+
+
+cdef Py_ssize_t _compact_in_place(uint8_t *p, Py_ssize_t n) except -1:
+    """Rewrite the plain component ``p[:n]`` (longer than INLINE) as its compacted form;
+    returns the new length (at most CUT + 35)."""
+    cdef bytes digest = _blake2b(PyBytes_FromStringAndSize(<const char *>p, n),
+                                 digest_size=_DIGEST).digest()
+    cdef Py_ssize_t c = _CUT
+    if p[c] == 0:  # body[c-1] opens an escape pair: keep the pair whole by cutting before it
+        c -= 1
+    p[1 + c] = 0
+    p[2 + c] = 2
+    memcpy(p + 3 + c, PyBytes_AS_STRING(digest), _DIGEST)
+    return 3 + c + _DIGEST
+
+
+def compact(bytes encoded):
+    """One plain component ``enc(value)`` as key format 2 stores it (itself if short)."""
+    cdef Py_ssize_t n = len(encoded)
+    cdef uint8_t out[3 + 2 * _DEFAULT_MAX_LEN]
+    if n <= _INLINE:
+        return encoded
+    if n > 3 + 2 * _DEFAULT_MAX_LEN:
+        raise ValueError(f"a key component of {n} bytes is longer than any key encodes to")
+    memcpy(out, PyBytes_AS_STRING(encoded), n)
+    return PyBytes_FromStringAndSize(<const char *>out, _compact_in_place(out, n))
+
+
+def tail(bytes encoded):
+    """An index entry's tail (the base key's plain encoding) as key format 2 stores it:
+    itself up to TAIL_INLINE bytes, else tag 0x04 and its BLAKE2b-256 digest. The tail only
+    makes entries unique and orders ties, so its digest serves as well."""
+    if len(encoded) <= _TAIL_INLINE:
+        return encoded
+    return bytes((_TAG_DIGEST,)) + _blake2b(encoded, digest_size=_DIGEST).digest()
+
+
+def bucket_end(bytes key, Py_ssize_t start):
+    """The end of the bucket prefix of the component at ``key[start]``, or -1.
+
+    A component of type S or B whose escaped body is longer than CUT (plain or compacted)
+    has a bucket prefix ``P``: keys sharing ``key[:bucket_end]`` may be stored out of
+    DynamoDB order among themselves and are re-sorted by readers. Anything else (type N,
+    a short body, no component at ``start``) gives -1.
+    """
+    cdef const uint8_t *p = <const uint8_t *>PyBytes_AS_STRING(key)
+    cdef Py_ssize_t n = len(key), i, pos, c
+    cdef const uint8_t *z
+    if start < 0 or start >= n or (p[start] != _TAG_S and p[start] != _TAG_B):
+        return -1
+    if n - start - 1 <= _CUT:  # too short to hold a longer body
+        return -1
+    i = start + 1
+    while True:
+        z = <const uint8_t *>memchr(p + i, 0, n - i)
+        if z == NULL:
+            return -1
+        pos = z - p
+        if pos + 1 >= n:
+            return -1
+        if p[pos + 1] == 2:  # compacted: the marker follows P
+            return pos
+        if p[pos + 1] == 1:  # terminator: a plain body
+            break
+        i = pos + 2
+    if pos - (start + 1) <= _CUT:
+        return -1
+    c = _CUT
+    if p[start + c] == 0:
+        c -= 1
+    return start + 1 + c
+
+
+def component_end(key, Py_ssize_t start):
+    """The offset just after the (plain or compacted) component at ``key[start]``."""
+    cdef Py_buffer view
+    cdef const uint8_t *p
+    cdef const uint8_t *z
+    cdef Py_ssize_t n, i, pos
+    cdef int key_type = 0
+    PyObject_GetBuffer(key, &view, PyBUF_SIMPLE)
+    try:
+        p = <const uint8_t *>view.buf
+        n = view.len
+        if start < 0 or start >= n:
+            raise ValueError(f"no key component at offset {start} (key is {n} bytes)")
+        if p[start] == _TAG_S or p[start] == _TAG_B:
+            i = start + 1
+            while True:
+                z = <const uint8_t *>memchr(p + i, 0, n - i)
+                if z == NULL or (z - p) + 1 >= n:
+                    raise ValueError("truncated key: missing terminator")
+                pos = z - p
+                if p[pos + 1] == 1:
+                    return pos + 2
+                if p[pos + 1] == 2:
+                    if pos + 2 + _DIGEST > n:
+                        raise ValueError("truncated key: compacted component without digest")
+                    return pos + 2 + _DIGEST
+                i = pos + 2
+        pos = start
+        _decode(p, n, &pos, &key_type)
+        return pos
+    finally:
+        PyBuffer_Release(&view)
 
 
 # ``_storage_key`` for the routing of puts and point reads, see _native/capi.pxd.
@@ -354,7 +502,8 @@ _C_STORAGE_KEY = PyCapsule_New(<void *>_storage_key, STORAGE_KEY_CAPSULE, NULL)
 
 
 def split_storage_key(key, bint hashed):
-    """Inverse of :func:`storage_key`: ``(pk_value, sk_value_or_None)``.
+    """Inverse of :func:`storage_key`: ``(pk_value, sk_value_or_None)``. A compacted
+    (format 2) component cannot be inverted: read the key attributes from the item.
 
     Raises ``ValueError`` if the key is malformed, has trailing bytes, or (hashed) its hash
     prefix does not match the partition key.

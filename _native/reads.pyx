@@ -224,7 +224,7 @@ cdef class PointReader:
     cdef readonly tuple routing
     cdef list starts
     cdef list caches
-    cdef bint hashed
+    cdef int key_mode
     cdef str pk_name
     cdef object pk_type, sk_name, sk_type
     cdef Py_ssize_t key_count
@@ -237,7 +237,7 @@ cdef class PointReader:
         self.caches = [<ReadCache?>partition.read_cache for partition in partitions]
         if len(self.starts) != len(self.caches):
             raise ValueError(f"{len(self.starts)} intervals but {len(self.caches)} partitions")
-        self.hashed = schema.hashed
+        self.key_mode = schema.key_mode
         # Interned, as attribute names in source code are: a caller's {"id": ...} key dict
         # then matches by identity instead of comparing strings.
         self.pk_name = sys.intern(schema.partition_name)
@@ -254,7 +254,7 @@ cdef class PointReader:
         cdef bytes value, key_bytes
         cdef ReadCache cache
         if type(key) is dict and PyDict_Size(key) == self.key_count:
-            storage_key = plain_storage_key(_storage_key, <dict>key, self.hashed, self.pk_name,
+            storage_key = plain_storage_key(_storage_key, <dict>key, self.key_mode, self.pk_name,
                                             self.pk_type, self.sk_name, self.sk_type)
         if storage_key is None:
             storage_key = self.checked_key(key)

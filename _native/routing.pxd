@@ -30,7 +30,7 @@ cdef inline Py_ssize_t owner(list starts, bytes key) except -1:
     return lo - 1
 
 
-cdef inline object plain_storage_key(storage_key_fn storage_key, dict values, bint hashed,
+cdef inline object plain_storage_key(storage_key_fn storage_key, dict values, int mode,
                                      str pk_name, pk_type, sk_name, sk_type):
     """The storage key from a dict's key attributes, or None if one is missing or invalid
     (the caller's checked path then gives the precise error)."""
@@ -40,10 +40,10 @@ cdef inline object plain_storage_key(storage_key_fn storage_key, dict values, bi
         return None
     try:
         if sk_name is None:
-            return storage_key(hashed, <object>pk, pk_type, None, None)
+            return storage_key(mode, <object>pk, pk_type, None, None)
         sk = PyDict_GetItem(values, sk_name)
         if sk == NULL or <object>sk is None:
             return None
-        return storage_key(hashed, <object>pk, pk_type, <object>sk, sk_type)
+        return storage_key(mode, <object>pk, pk_type, <object>sk, sk_type)
     except (ValueError, TypeError, OverflowError):
         return None

@@ -271,6 +271,7 @@ class Engine:
                 "status": "CREATING",
                 "key_schema": schema.to_json(),
                 "partitioning": partitioning,
+                "key_format": schema.key_format,
                 "partition_map": pmap.to_json(),
                 "next_partition_seq": len(partition_ids),
                 "sync": sync,

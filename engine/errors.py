@@ -169,7 +169,8 @@ class StorageError(TesseraError):
     http_status = 500
 
 
-#: LMDB's largest key as built by py-lmdb (``mdb_env_get_maxkeysize``).
+#: LMDB's largest key as built by py-lmdb (``mdb_env_get_maxkeysize``); key format 2
+#: (engine.keys) keeps every stored key within it.
 MAX_STORAGE_KEY_BYTES = 511
 
 # LMDB's return codes (lmdb.h) by name, so the one table below serves py-lmdb's exception
@@ -219,11 +220,13 @@ def lmdb_error(
     if name == "BadValsizeError":
         # Keys are the only variable-size LMDB argument a client controls: refuse the
         # request (400) and change nothing, instead of failing the server (500).
+        # Only tables of key format 1 (created before long keys, engine.keys) meet it.
         return ValidationException(
             "One or more parameter values were invalid: the item's key is longer than this "
-            f"build stores ({MAX_STORAGE_KEY_BYTES} bytes encoded; DynamoDB allows partition "
-            "keys up to 2048 bytes and sort keys up to 1024): shorten the key"
-            + (f" (partition {partition})" if partition is not None else ""))
+            f"table stores ({MAX_STORAGE_KEY_BYTES} bytes encoded: the table has key format 1, "
+            "from before DynamoDB's full key sizes; tables created now take partition keys "
+            "up to 2048 bytes and sort keys up to 1024): shorten the key, or copy the items "
+            "into a new table" + (f" (partition {partition})" if partition is not None else ""))
     hint = _LMDB_HINTS.get(name)
     message = f"{what} failed: {detail}" + (f"; {hint}" if hint else "")
     if name in _LMDB_CORRUPTION:

@@ -4,6 +4,14 @@ Storage key = ``hash64(enc(pk)) ‖ enc(pk) ‖ enc(sk)`` for hash partitioning 
 ``enc(pk) ‖ enc(sk)`` for range partitioning; ``enc`` (``engine._keycodec``) is
 order-preserving and self-delimiting, so all items of one partition key are contiguous
 and ordered by sort key as DynamoDB orders them.
+
+Key formats. Tables created by this version use key format 2 (``long_keys``): a key
+component whose encoding is longer than 200 bytes is stored compacted (a prefix and a
+digest, ``engine._keycodec``), so every key DynamoDB accepts (2048-byte partition keys,
+1024-byte sort keys) fits LMDB's 511-byte keys. The *full key* is the plain layout above,
+unbounded: it orders exactly as DynamoDB does and is what Query ranges are built in
+(``engine.longkeys`` maps them to stored keys and restores the order). Tables of key
+format 1 (created before) keep the plain layout and LMDB's limit.
 """
 
 from __future__ import annotations
@@ -15,9 +23,12 @@ from typing import Any
 
 from . import _keycodec
 from .errors import ValidationException
+from .longkeys import KeyRange, key_range
 from .partition_map import key_successor
 
 KEY_TYPES = ("S", "N", "B")
+#: The key format of tables created now; records without "key_format" are format 1.
+KEY_FORMAT = 2
 PARTITION_KEY_MAX_BYTES = 2048
 SORT_KEY_MAX_BYTES = 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
@@ -46,12 +57,21 @@ class KeySchema:
     sort_name: str | None = None
     sort_type: str | None = None
     hashed: bool = True
+    long_keys: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_key_count", 1 if self.sort_name is None else 2)
+        #: ``_keycodec.storage_key``'s mode for stored keys, and for full keys.
+        object.__setattr__(self, "key_mode", key_mode(self.hashed, self.long_keys))
+        object.__setattr__(self, "full_mode", int(self.hashed))
+
+    @property
+    def key_format(self) -> int:
+        return 2 if self.long_keys else 1
 
     @classmethod
-    def build(cls, partition_key: Any, sort_key: Any, partitioning: str) -> KeySchema:
+    def build(cls, partition_key: Any, sort_key: Any, partitioning: str,
+              key_format: int = KEY_FORMAT) -> KeySchema:
         pk_name, pk_type = _check_key_definition(partition_key, "partition_key")
         sk_name = sk_type = None
         if sort_key is not None:
@@ -64,7 +84,9 @@ class KeySchema:
             raise ValidationException(
                 f"partitioning must be 'hash' or 'range', got {partitioning!r}"
             )
-        return cls(pk_name, pk_type, sk_name, sk_type, partitioning == "hash")
+        if key_format not in (1, 2):
+            raise ValidationException(f"unknown key format {key_format!r} (this version has 1 and 2)")
+        return cls(pk_name, pk_type, sk_name, sk_type, partitioning == "hash", key_format == 2)
 
     # ------------------------------------------------------------------ describing
     @property
@@ -80,10 +102,10 @@ class KeySchema:
         return pairs
 
     @classmethod
-    def from_json(cls, pairs: list, partitioning: str) -> KeySchema:
+    def from_json(cls, pairs: list, partitioning: str, key_format: int = 1) -> KeySchema:
         pk = tuple(pairs[0])
         sk = tuple(pairs[1]) if len(pairs) > 1 else None
-        return cls.build(pk, sk, partitioning)
+        return cls.build(pk, sk, partitioning, key_format)
 
     # ------------------------------------------------------------------ encoding
     def _encode_part(self, name: str, key_type: str, value: Any, max_bytes: int) -> None:
@@ -98,15 +120,26 @@ class KeySchema:
                 f"One or more parameter values were invalid: Type mismatch for key {name} "
                 f"expected: {key_type} actual: {_type_label(value)}"
             )
+        if key_type != "N":
+            size = len(value.encode("utf-8", "surrogatepass")) if key_type == "S" else len(value)
+            if size > max_bytes:  # DynamoDB's texts, "of2048" included
+                raise ValidationException(
+                    "One or more parameter values were invalid: Size of hashkey has exceeded "
+                    f"the maximum size limit of{max_bytes} bytes"
+                    if max_bytes == PARTITION_KEY_MAX_BYTES else
+                    "One or more parameter values were invalid: Aggregated size of all range "
+                    f"keys has exceeded the size limit of {max_bytes} bytes")
 
-    def storage_key(self, pk_value: Any, sk_value: Any = None) -> bytes:
-        """The storage key of one item, validating types, emptiness, size and range."""
+    def storage_key(self, pk_value: Any, sk_value: Any = None, *, full: bool = False) -> bytes:
+        """The storage key of one item (``full``: its full key), validating types,
+        emptiness, size and range."""
         self._encode_part(self.partition_name, self.partition_type, pk_value, PARTITION_KEY_MAX_BYTES)
         if self.sort_name is not None:
             self._encode_part(self.sort_name, self.sort_type, sk_value, SORT_KEY_MAX_BYTES)
         try:
             return _keycodec.storage_key(
-                self.hashed, pk_value, self.partition_type, sk_value, self.sort_type
+                self.full_mode if full else self.key_mode, pk_value, self.partition_type,
+                sk_value, self.sort_type
             )
         except (ValueError, TypeError, OverflowError) as err:
             which = self.partition_name
@@ -130,12 +163,12 @@ class KeySchema:
         sort_name = self.sort_name
         try:
             if sort_name is None:
-                return _keycodec.storage_key(self.hashed, pk_value, self.partition_type, None, None)
+                return _keycodec.storage_key(self.key_mode, pk_value, self.partition_type, None, None)
             sk_value = values.get(sort_name)
             if sk_value is None:
                 return None
             return _keycodec.storage_key(
-                self.hashed, pk_value, self.partition_type, sk_value, self.sort_type
+                self.key_mode, pk_value, self.partition_type, sk_value, self.sort_type
             )
         except (ValueError, TypeError, OverflowError):
             return None
@@ -167,8 +200,20 @@ class KeySchema:
             )
         return self.key_of_item(key)
 
+    def full_key(self, key: dict) -> bytes:
+        """The full key (DynamoDB order, unbounded) for a key dict of exactly the key
+        attributes."""
+        self.key_of(key)  # the same checks and errors
+        return self.full_key_of_item(key)
+
+    def full_key_of_item(self, item: dict) -> bytes:
+        return self.storage_key(
+            item.get(self.partition_name),
+            item.get(self.sort_name) if self.sort_name is not None else None, full=True)
+
     def key_dict(self, storage_key: bytes) -> dict:
-        """The key attributes of a storage key (used for LastEvaluatedKey)."""
+        """The key attributes of a format-1 storage key (format 2 may have compacted
+        them: read those from the item)."""
         pk_value, sk_value = _keycodec.split_storage_key(storage_key, self.hashed)
         result = {self.partition_name: pk_value}
         if self.sort_name is not None:
@@ -179,11 +224,13 @@ class KeySchema:
         return {name: item[name] for name in self.names}
 
     # ------------------------------------------------------------------ ranges
-    def partition_prefix(self, pk_value: Any) -> bytes:
-        """The storage-key prefix shared by every item with this partition key value."""
+    def partition_prefix(self, pk_value: Any, *, full: bool = False) -> bytes:
+        """The storage-key prefix shared by every item with this partition key value
+        (``full``: the full-key prefix)."""
         self._encode_part(self.partition_name, self.partition_type, pk_value, PARTITION_KEY_MAX_BYTES)
         try:
-            return _keycodec.storage_key(self.hashed, pk_value, self.partition_type, None, None)
+            return _keycodec.storage_key(self.full_mode if full else self.key_mode, pk_value,
+                                         self.partition_type, None, None)
         except (ValueError, TypeError, OverflowError) as err:
             raise ValidationException(
                 f"One or more parameter values were invalid: key attribute {self.partition_name}: {err}"
@@ -199,8 +246,9 @@ class KeySchema:
             ) from err
 
     def query_range(self, pk_value: Any, condition: tuple | None) -> tuple[bytes, bytes | None]:
-        """The half-open storage-key range ``[lo, hi)`` a query touches."""
-        prefix = self.partition_prefix(pk_value)
+        """The half-open full-key range ``[lo, hi)`` a query touches (stored keys:
+        :meth:`stored_range`)."""
+        prefix = self.partition_prefix(pk_value, full=True)
         prefix_end = key_successor(prefix)
         if condition is None:
             return prefix, prefix_end
@@ -241,6 +289,18 @@ class KeySchema:
                 "Invalid KeyConditionExpression: the BETWEEN bounds are in the wrong order"
             )
         return lo, hi + b"\x00"
+
+
+    def stored_range(self, pk_value: Any, lo: bytes, hi: bytes | None) -> KeyRange:
+        """The stored-key range holding the full-key range ``[lo, hi)`` of one partition
+        key (:func:`engine.longkeys.key_range`)."""
+        return key_range(lo, hi, self.partition_prefix(pk_value, full=True),
+                         self.partition_prefix(pk_value), self.long_keys)
+
+
+def key_mode(hashed: bool, long_keys: bool) -> int:
+    """``_keycodec.storage_key``'s mode word for a table's stored keys."""
+    return (_keycodec.MODE_HASHED if hashed else 0) | (_keycodec.MODE_COMPACT if long_keys else 0)
 
 
 def _check_key_definition(definition: Any, label: str) -> tuple[str, str]:

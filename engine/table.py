@@ -45,6 +45,7 @@ from .expressions.tuples import condition_from_tuples, update_from_tuples
 from .expressions.update import apply_update, check_update_paths
 from .itemsize import MAX_ITEM_SIZE_BYTES, item_size
 from .keys import KeySchema
+from .longkeys import SORT_WINDOW, KeyRange, in_order
 from .partition import OP_DELETE, OP_PUT, Partition, PartitionRetired
 from .partition_map import PartitionInterval, PartitionMap
 
@@ -275,6 +276,7 @@ class Table:
     ) -> None:
         self.name = name
         self.schema = schema
+        self._key_names = frozenset(schema.names)
         self.swap_routing(partition_map, partitions)
 
     # ------------------------------------------------------------------ routing
@@ -495,7 +497,7 @@ class Table:
             # The native loop routes every plain item; it stops at one it cannot handle,
             # which the checked path below either routes or rejects with the precise error.
             routed = _batchroute.route_puts(
-                puts, routed, schema.hashed, schema.partition_name, schema.partition_type,
+                puts, routed, schema.key_mode, schema.partition_name, schema.partition_type,
                 schema.sort_name, schema.sort_type, pmap.starts, _NATIVE_ROUTE_MAX_ENCODED_BYTES,
                 OP_PUT,
                 groups, seen)
@@ -565,20 +567,10 @@ class Table:
         return result
 
     # ------------------------------------------------------------------ query / scan
-    def _collect(
-        self,
-        lo: bytes,
-        hi: bytes | None,
-        *,
-        forward: bool,
-        limit: int | None,
-        projection: Projection | None,
-        filter: Condition | None,
-        max_page_bytes: int,
-        measure: bool,
-    ) -> Page:
-        """Read the key range in order until it ends, ``limit`` items were read or
-        ``max_page_bytes`` (stored bytes) were read; filter and project what was read."""
+    def _rows(self, lo: bytes, hi: bytes | None, forward: bool,
+              where: list) -> Iterator[tuple[bytes, bytes, int]]:
+        """``(stored key, raw, partition index)`` of the stored range, in order across the
+        partitions it spans; ``where[0]`` names the partition being read (for errors)."""
         pmap, partitions = self._routing
         indexes = [pmap.index_for(lo)]
         while indexes[-1] + 1 < len(pmap) and (
@@ -587,6 +579,59 @@ class Table:
             indexes.append(indexes[-1] + 1)
         if not forward:
             indexes.reverse()
+        for index in indexes:
+            interval: PartitionInterval = pmap.intervals[index]
+            part_lo = max(lo, interval.start)
+            part_hi = hi if interval.end is None else (
+                interval.end if hi is None else min(hi, interval.end))
+            where[0] = partitions[index]
+            for storage_key, raw in partitions[index].iter_range(
+                    part_lo, part_hi, reverse=not forward):
+                yield storage_key, raw, index
+
+    def _full_key_of_row(self, row: tuple[bytes, bytes, int]) -> bytes:
+        """A row's full key (engine.longkeys), from the key attributes of its item."""
+        try:
+            item = decode_item(row[1], self._key_names, key=row[0])
+        except CorruptionError as err:
+            _raise_located(err, self._routing[1][row[2]])
+            raise
+        return self.schema.full_key_of_item(item)
+
+    def _last_key(self, storage_key: bytes, raw: bytes) -> dict:
+        """LastEvaluatedKey: from the stored key, or (key format 2, where it may be
+        compacted) from the item's key attributes."""
+        if not self.schema.long_keys:
+            return self.schema.key_dict(storage_key)
+        item = decode_item(raw, self._key_names, key=storage_key)
+        return self.schema.key_dict_of_item(item)
+
+    def _collect(
+        self,
+        key_range: KeyRange,
+        *,
+        forward: bool,
+        limit: int | None,
+        projection: Projection | None,
+        filter: Condition | None,
+        max_page_bytes: int,
+        measure: bool,
+        ordered: bool,
+        resort: bool = False,
+    ) -> Page:
+        """Read the key range in order until it ends, ``limit`` items were read or
+        ``max_page_bytes`` (stored bytes) were read; filter and project what was read.
+        ``ordered``: in full-key (DynamoDB) order, which a query of a key-format-2 table
+        gets by re-sorting buckets (``engine.longkeys``). That costs every row, so the read
+        starts without it and starts over with it (``resort``) at the first row long
+        enough to be in a bucket; a page is short, and such rows are rare."""
+        where: list = [None]
+        rows: Iterator[tuple] = self._rows(key_range.lo, key_range.hi, forward, where)
+        watch = ordered and key_range.long_keys
+        if watch and (resort or key_range.exact):
+            rows = in_order(rows, key_range, self._full_key_of_row, not forward)
+            watch = False
+        longest_plain = key_range.sort_from + SORT_WINDOW  # no bucket in a key this short
         # Decode only the projected top-level attributes unless the filter or the size
         # needs the whole item; nested projections are cut from what was decoded.
         whole = filter is not None or measure
@@ -595,27 +640,26 @@ class Table:
         reproject = projection is not None and (whole or not _is_flat(projection))
         items: list[dict] = []
         scanned = page_bytes = size_bytes = 0
-        for index in indexes:
-            interval: PartitionInterval = pmap.intervals[index]
-            part_lo = max(lo, interval.start)
-            part_hi = hi if interval.end is None else (
-                interval.end if hi is None else min(hi, interval.end))
-            rows = partitions[index].iter_range(part_lo, part_hi, reverse=not forward)
-            try:
-                for storage_key, raw in rows:
-                    item = decode_item(raw, decode_names, key=storage_key)
-                    scanned += 1
-                    page_bytes += len(raw)
-                    if measure:
-                        size_bytes += item_size(item)
-                    if matches is None or matches(item):
-                        items.append(project(item, projection) if reproject else item)
-                    if (limit is not None and scanned >= limit) or page_bytes >= max_page_bytes:
-                        return Page(items, self.schema.key_dict(storage_key), scanned,
-                                    size_bytes)
-            except (CorruptionError, lmdb.Error) as err:  # a damaged item or page
-                _raise_located(err, partitions[index])
-                raise
+        try:
+            for storage_key, raw, _ in rows:
+                if watch and len(storage_key) > longest_plain:
+                    return self._collect(
+                        key_range, forward=forward, limit=limit, projection=projection,
+                        filter=filter, max_page_bytes=max_page_bytes, measure=measure,
+                        ordered=ordered, resort=True)
+                item = decode_item(raw, decode_names, key=storage_key)
+                scanned += 1
+                page_bytes += len(raw)
+                if measure:
+                    size_bytes += item_size(item)
+                if matches is None or matches(item):
+                    items.append(project(item, projection) if reproject else item)
+                if (limit is not None and scanned >= limit) or page_bytes >= max_page_bytes:
+                    return Page(items, self._last_key(storage_key, raw), scanned, size_bytes)
+        except (CorruptionError, lmdb.Error) as err:  # a damaged item or page
+            if where[0] is not None:
+                _raise_located(err, where[0])
+            raise
         return Page(items, None, scanned, size_bytes)
 
     def query_page(
@@ -643,17 +687,18 @@ class Table:
         filter_tree = expressions.condition(filter, "FilterExpression")
         projection_tree = expressions.projection(projection)
         expressions.finish()
-        lo, hi = self.schema.query_range(pk_value, sort_condition)
+        lo, hi = self.schema.query_range(pk_value, sort_condition)  # full keys
         if exclusive_start_key is not None:
-            start = self.schema.key_of(exclusive_start_key)
+            start = self.schema.full_key(exclusive_start_key)
             if forward:
                 lo = max(lo, start + b"\x00")
             else:
                 hi = start if hi is None else min(hi, start)
         if hi is not None and lo >= hi:
             return Page([], None, 0, 0)
-        return self._collect(lo, hi, forward=forward, limit=limit, projection=projection_tree,
-                             filter=filter_tree, max_page_bytes=max_page_bytes, measure=measure)
+        return self._collect(self.schema.stored_range(pk_value, lo, hi), forward=forward,
+                             limit=limit, projection=projection_tree, filter=filter_tree,
+                             max_page_bytes=max_page_bytes, measure=measure, ordered=True)
 
     def query(
         self,
@@ -732,8 +777,10 @@ class Table:
             lo = max(lo, self.schema.key_of(exclusive_start_key) + b"\x00")
         if hi is not None and lo >= hi:
             return Page([], None, 0, 0)
-        return self._collect(lo, hi, forward=True, limit=limit, projection=projection_tree,
-                             filter=filter_tree, max_page_bytes=max_page_bytes, measure=measure)
+        return self._collect(KeyRange(lo, hi, lo, hi, 0, False, self.schema.long_keys),
+                             forward=True, limit=limit, projection=projection_tree,
+                             filter=filter_tree, max_page_bytes=max_page_bytes,
+                             measure=measure, ordered=False)
 
     def scan(
         self,

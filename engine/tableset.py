@@ -122,7 +122,8 @@ class TableSet:
         """Open every partition of ``record`` and register the table. On a failure the
         partitions opened so far are closed again, so a later open in the same process
         finds no environment already open."""
-        schema = KeySchema.from_json(record["key_schema"], record["partitioning"])
+        schema = KeySchema.from_json(record["key_schema"], record["partitioning"],
+                                     record.get("key_format", 1))
         pmap = PartitionMap.from_json(record["partition_map"])
         partitions: dict[str, Partition] = {}
         try:
@@ -155,7 +156,7 @@ class TableSet:
     def index_meta(self, record: dict) -> dict:
         """What each partition's meta must hold (engine.indexes.maintain.build_meta)."""
         return build_meta(record["key_schema"], record["partitioning"] == "hash",
-                          self.index_definitions(record))
+                          self.index_definitions(record), record.get("key_format", 1))
 
     def _open_indexes(self, record: dict, partitions: dict[str, Partition]) -> dict:
         """Make each partition's stored definitions those of the record, open the GSIs."""
@@ -239,6 +240,7 @@ class TableSet:
             "status": record["status"],
             "key_schema": [tuple(pair) for pair in record["key_schema"]],
             "partitioning": record["partitioning"],
+            "key_format": record.get("key_format", 1),
             "partitions": len(record["partition_map"]),
             "partition_map": record["partition_map"],
             "sync": record["sync"],

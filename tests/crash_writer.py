@@ -1,8 +1,9 @@
 """Child process for the crash tests: writes batches and prints each acknowledged one.
 
 Usage: python crash_writer.py DATA_DIR FIRST_BATCH
-Each batch ``b`` puts items ``{"pk": f"b{b}", "sk": i}`` for i < size(b): all in one
-partition, so one WAL record. A line "ack b" is printed (and flushed) after the call
+Each batch ``b`` puts items ``{"pk": partition_key(b), "sk": i}`` for i < size(b): all in
+one partition, so one WAL record. Every third batch has a 2048-byte partition key, stored
+compacted (key format 2), so replay after a kill covers long keys too. A line "ack b" is printed (and flushed) after the call
 returns, i.e. after the write was acknowledged under sync="always".
 """
 
@@ -13,6 +14,15 @@ from engine import Engine, TableAlreadyExistsException
 
 def batch_size(batch: int) -> int:
     return 1 + batch % 17
+
+
+def partition_key(batch: int) -> str:
+    name = f"b{batch}"
+    return name + "~" * (2048 - len(name)) if batch % 3 == 0 else name
+
+
+def batch_of(partition_key: str) -> int:
+    return int(partition_key[1:].rstrip("~"))
 
 
 def main() -> None:
@@ -27,14 +37,14 @@ def main() -> None:
     print("ready", flush=True)
     batch = first
     while True:
-        items = [{"pk": f"b{batch}", "sk": i, "pad": "x" * (batch % 300)} for i in range(batch_size(batch))]
+        items = [{"pk": partition_key(batch), "sk": i, "pad": "x" * (batch % 300)} for i in range(batch_size(batch))]
         if batch % 5 == 0:
             table.put_item(items[0])
             table.batch_write(puts=items[1:])
         else:
             table.batch_write(puts=items)
         if batch % 7 == 0 and batch > first:
-            table.delete_item({"pk": f"b{batch - 1}", "sk": 0})
+            table.delete_item({"pk": partition_key(batch - 1), "sk": 0})
             print(f"del {batch - 1}", flush=True)
         print(f"ack {batch}", flush=True)
         batch += 1

@@ -193,6 +193,7 @@ class BackupRun:
             key_schema=record["key_schema"],
             partitioning=record["partitioning"],
             settings={"sync": record.get("sync", "batch"), "partitions": len(partitions),
+                      "key_format": record.get("key_format", 1),
                       **({"billing": record["billing"]} if record.get("billing") else {}),
                       **({"indexes": record["indexes"]} if record.get("indexes") else {})},
             partitions=partitions,

@@ -192,6 +192,7 @@ class BackupManager:
                 "region": self.region,
                 "key_schema": table_record["key_schema"],
                 "partitioning": table_record["partitioning"],
+                "key_format": table_record.get("key_format", 1),
                 "sync": table_record["sync"],
                 "status": "CREATING",
                 "failure_reason": None,

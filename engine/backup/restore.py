@@ -104,7 +104,8 @@ def plan_partition_map(
     original = source_map(manifest)
     if partitions is None and split_points is None:
         return original
-    schema = KeySchema.from_json(manifest.key_schema, manifest.partitioning)
+    schema = KeySchema.from_json(manifest.key_schema, manifest.partitioning,
+                                 manifest.settings.get("key_format", 1))
     if split_points is not None:
         split_points = list(split_points)
         if partitions is not None and partitions != len(split_points) + 1:

@@ -159,6 +159,7 @@ class RestoreManager:
                 "status": "CREATING",
                 "key_schema": manifest.key_schema,
                 "partitioning": manifest.partitioning,
+                "key_format": manifest.settings.get("key_format", 1),
                 "partition_map": target_map.to_json(),
                 "next_partition_seq": len(target_map),
                 "sync": sync or manifest.settings.get("sync", "batch"),

@@ -273,7 +273,9 @@ def run_describe(args: argparse.Namespace, store: ObjectStore) -> int:
         return 0
     schema = ", ".join(f"{name} ({kind})" for name, kind in info["key_schema"])
     print(f"backup     {info['backup_id']} ({info['backup_name']}), {info['status']}")
-    print(f"table      {info['table_name']}  key: {schema}  {info['partitioning']} partitioning")
+    key_format = info["settings"].get("key_format", 1)  # engine.keys: 2 takes DynamoDB's sizes
+    print(f"table      {info['table_name']}  key: {schema}  {info['partitioning']} partitioning"
+          f"  key format {key_format}")
     print(f"created    {_when(info['created_at'])}  completed {_when(info['completed_at'])}")
     print(f"contents   {info['item_count']:,} items, {_size(info['size_bytes'])} stored, "
           f"{info['partitions']} partitions")

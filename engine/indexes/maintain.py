@@ -30,6 +30,12 @@ Keys (``enc`` is :mod:`engine._keycodec`'s order-preserving, self-delimiting cod
   enc(base_sort)?`` — unique per base item and in DynamoDB's order (index key, then base
   key), hash-partitioned on the GSI's partition key.
 
+Under key format 2 (``engine.keys``) the index key components are stored as the table's
+are (compacted past 200 bytes) and the *tail* (the base key after the index key) is
+stored whole up to 100 bytes, else as its digest (``_keycodec.tail``): the tail only makes
+an entry unique and orders ties, so every entry fits LMDB's 511-byte keys. An entry's
+*full key* (for ``engine.longkeys``) is the same with the index key components plain.
+
 Values are the projected item (item codec), always holding the base key and index key
 attributes (DynamoDB's projections always include them).
 """
@@ -44,6 +50,7 @@ from typing import Any
 
 from .. import _itemcodec, _keycodec
 from ..errors import ItemCollectionSizeLimitExceededException, ValidationException
+from ..keys import key_mode
 from .definitions import LOCAL, IndexDefinition
 
 INDEXES_META_KEY = b"indexes"
@@ -69,10 +76,10 @@ class IndexSpec:
 
     __slots__ = ("definition", "name", "local", "index_id", "id_bytes", "hash_name",
                  "hash_type", "range_name", "range_type", "base_pk", "base_pk_type",
-                 "base_sk", "base_sk_type", "hashed", "names", "db")
+                 "base_sk", "base_sk_type", "hashed", "long_keys", "names", "db")
 
     def __init__(self, definition: IndexDefinition, base_keys: Sequence[Sequence[str]],
-                 hashed: bool) -> None:
+                 hashed: bool, long_keys: bool = False) -> None:
         self.definition = definition
         self.name = definition.name
         self.local = definition.kind == LOCAL
@@ -83,6 +90,7 @@ class IndexSpec:
         self.base_pk, self.base_pk_type = base_keys[0]
         self.base_sk, self.base_sk_type = base_keys[1] if len(base_keys) > 1 else (None, None)
         self.hashed = hashed
+        self.long_keys = long_keys
         key_names = {self.base_pk, *definition.key_names}
         if self.base_sk is not None:
             key_names.add(self.base_sk)
@@ -92,7 +100,8 @@ class IndexSpec:
             self.names = frozenset(key_names | set(definition.non_key_attributes))
         self.db = None
 
-    def _check(self, attr: str, attr_type: str, value: Any, strict: bool) -> bool:
+    def _check(self, attr: str, attr_type: str, value: Any, strict: bool,
+               max_bytes: int) -> bool:
         allowed = _TYPES[attr_type]
         if not isinstance(value, allowed) or isinstance(value, bool):
             if strict:
@@ -110,42 +119,60 @@ class IndexSpec:
                     f"{'string' if attr_type == 'S' else 'binary'} value. IndexName: "
                     f"{self.name}, IndexKey: {attr}")
             return False
+        if attr_type != "N":
+            size = len(value.encode("utf-8", "surrogatepass")) if attr_type == "S" else len(value)
+            if size > max_bytes:
+                if strict:  # DynamoDB's texts for any key attribute, "of2048" included
+                    raise ValidationException(
+                        "One or more parameter values were invalid: Size of hashkey has "
+                        f"exceeded the maximum size limit of{max_bytes} bytes"
+                        if max_bytes == 2048 else
+                        "One or more parameter values were invalid: Aggregated size of all "
+                        f"range keys has exceeded the size limit of {max_bytes} bytes")
+                return False
         return True
 
-    def key(self, item: dict | None, strict: bool = False) -> bytes | None:
-        """The index entry's key for ``item``, or None if the item is not indexed (sparse:
-        an index key attribute is missing). A key attribute of the wrong type raises
-        ValidationException when ``strict`` (a live write), else leaves the item out."""
+    def key(self, item: dict | None, strict: bool = False, full: bool = False) -> bytes | None:
+        """The index entry's key for ``item`` (``full``: its full key), or None if the item
+        is not indexed (sparse: an index key attribute is missing). A key attribute of the
+        wrong type raises ValidationException when ``strict`` (a live write), else leaves
+        the item out."""
         if item is None:
             return None
         # Each key attribute present is checked, even when the other is missing (DynamoDB
         # refuses a wrong type whether or not the item would be indexed).
         hash_value = item.get(self.hash_name)
         if hash_value is not None and not self._check(
-                self.hash_name, self.hash_type, hash_value, strict):
+                self.hash_name, self.hash_type, hash_value, strict, 2048):
             return None
         range_value = None
         if self.range_name is not None:
             range_value = item.get(self.range_name)
             if range_value is not None and not self._check(
-                    self.range_name, self.range_type, range_value, strict):
+                    self.range_name, self.range_type, range_value, strict, 1024):
                 return None
             if range_value is None:
                 return None
         if hash_value is None:
             return None
         encode = _keycodec.encode_key
+        long_keys = self.long_keys
+        compact = _keycodec.compact if long_keys and not full else _same
         try:
             if self.local:
-                key = _keycodec.storage_key(self.hashed, hash_value, self.hash_type, None, None)
-                key += encode(range_value, self.range_type)
+                mode = key_mode(self.hashed, long_keys and not full)
+                key = _keycodec.storage_key(mode, hash_value, self.hash_type, None, None)
+                key += compact(encode(range_value, self.range_type, max_len=1024))
+                tail = b""
             else:
-                key = _keycodec.storage_key(True, hash_value, self.hash_type, None, None)
+                mode = key_mode(True, long_keys and not full)
+                key = _keycodec.storage_key(mode, hash_value, self.hash_type, None, None)
                 if range_value is not None:
-                    key += encode(range_value, self.range_type)
-                key += encode(item[self.base_pk], self.base_pk_type)
+                    key += compact(encode(range_value, self.range_type, max_len=1024))
+                tail = encode(item[self.base_pk], self.base_pk_type)
             if self.base_sk is not None:
-                key += encode(item[self.base_sk], self.base_sk_type)
+                tail += encode(item[self.base_sk], self.base_sk_type, max_len=1024)
+            key += _keycodec.tail(tail) if long_keys else tail
         except (ValueError, TypeError, OverflowError) as err:
             if strict:
                 raise ValidationException(
@@ -200,10 +227,15 @@ class IndexState:
 
 
 def build_meta(key_schema: Sequence[Sequence[str]], hashed: bool,
-               definitions: Sequence[IndexDefinition]) -> dict:
+               definitions: Sequence[IndexDefinition], key_format: int = 1) -> dict:
     """The JSON stored under ``meta[b"indexes"]``."""
     return {"key_schema": [list(pair) for pair in key_schema], "hashed": hashed,
+            "key_format": key_format,
             "indexes": [definition.to_json() for definition in definitions]}
+
+
+def _same(encoded: bytes) -> bytes:
+    return encoded
 
 
 def load_index_state(env: Any, meta_db: Any) -> IndexState | None:
@@ -222,7 +254,8 @@ def load_index_state(env: Any, meta_db: Any) -> IndexState | None:
 def _state_from_meta(env: Any, meta: dict) -> IndexState | None:
     if not meta["indexes"]:
         return None
-    specs = [IndexSpec(IndexDefinition.from_json(data), meta["key_schema"], meta["hashed"])
+    specs = [IndexSpec(IndexDefinition.from_json(data), meta["key_schema"], meta["hashed"],
+                       meta.get("key_format", 1) == 2)
              for data in meta["indexes"]]
     # Databases are opened in an explicit write transaction: py-lmdb's open_db without one
     # begins its own while holding the GIL, which deadlocks against another thread that
@@ -334,10 +367,7 @@ def _collection_bytes(state: IndexState, key: bytes, item: dict | None,
 
 def collection_prefix(key: bytes, hashed: bool) -> bytes:
     """The storage-key prefix of a base key's partition key (its item collection)."""
-    pk_value, _ = _keycodec.split_storage_key(key, hashed)
-    tag = key[8:9] if hashed else key[:1]
-    pk_type = {_keycodec.TAG_S: "S", _keycodec.TAG_N: "N", _keycodec.TAG_B: "B"}[tag[0]]
-    return _keycodec.storage_key(hashed, pk_value, pk_type, None, None)
+    return key[:_keycodec.component_end(key, 8 if hashed else 0)]
 
 
 def _track_collection(txn: Any, state: IndexState, key: bytes, old: dict | None,

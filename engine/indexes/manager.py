@@ -228,7 +228,8 @@ class IndexManager:
                     return
                 record = tables.record(table_name)
                 spec = IndexSpec(IndexDefinition.from_json(entry), record["key_schema"],
-                                 record["partitioning"] == "hash")
+                                 record["partitioning"] == "hash",
+                                 record.get("key_format", 1) == 2)
                 store = tables.gsi_stores(table_name)[entry["name"]]
                 for partition in table.partitions:
                     lsn, _ = backfill_partition(
@@ -422,14 +423,16 @@ class IndexManager:
         indexes = record.get("indexes") or {}
         for data in indexes.get("local", []):
             if data["name"] == index_name:
-                spec = IndexSpec(IndexDefinition.from_json(data), record["key_schema"], hashed)
+                spec = IndexSpec(IndexDefinition.from_json(data), record["key_schema"], hashed,
+                                 record.get("key_format", 1) == 2)
                 return Index(table, spec, None, lambda: ("ACTIVE", False))
         data = _global_entry(record, index_name)
         store = tables.gsi_stores(table_name).get(index_name)
         if data is None or store is None:
             raise ValidationException(
                 f"The table does not have the specified index: {index_name}")
-        spec = IndexSpec(IndexDefinition.from_json(data), record["key_schema"], hashed)
+        spec = IndexSpec(IndexDefinition.from_json(data), record["key_schema"], hashed,
+                                 record.get("key_format", 1) == 2)
 
         def status() -> tuple[str, bool]:
             current = _global_entry(tables.record(table_name), index_name)

@@ -30,6 +30,8 @@ from ..expressions.placeholders import Placeholders, bind
 from ..expressions.projection import project
 from ..expressions.tuples import condition_from_tuples
 from ..itemsize import item_size
+from ..keys import key_mode
+from ..longkeys import in_order, key_range
 from ..partition_map import key_successor
 from ..table import DEFAULT_PAGE_BYTES, Page, Table
 from .gsi_store import GsiStore, merged_range
@@ -86,15 +88,19 @@ class Index:
         base item (LSIs; a GSI only if it projects ALL)."""
         self._check_read(consistent_read, select_all, limit)
         filter_tree, projection_tree = _expressions(filter, projection, names, values)
-        lo, hi = self._query_range(pk_value, sort_condition)
-        lo, hi = self._after_start(lo, hi, exclusive_start_key, forward)
+        full_prefix, prefix = self._pk_prefixes(pk_value)
+        lo, hi = self._query_range(full_prefix, sort_condition)  # full keys
+        lo, hi = self._after_start(lo, hi, exclusive_start_key, forward, full=True)
         if hi is not None and lo >= hi:
             return Page([], None, 0, 0)
+        stored = key_range(lo, hi, full_prefix, prefix, self.spec.long_keys)
         if self.local:
-            prefix = self.table.schema.partition_prefix(pk_value)
-            entries = self._lsi_entries(lo, hi, prefix, key_successor(prefix), forward)
+            entries = self._lsi_entries(stored.lo, stored.hi, prefix, key_successor(prefix),
+                                        forward)
         else:
-            entries = self.store.iter_range(lo, hi, reverse=not forward)
+            entries = self.store.iter_range(stored.lo, stored.hi, reverse=not forward)
+        if stored.long_keys:
+            entries = in_order(entries, stored, self._full_key_of_entry, not forward)
         return self._collect(entries, limit, projection_tree, filter_tree, max_page_bytes,
                              measure, select_all)
 
@@ -177,17 +183,29 @@ class Index:
                 f"Cannot read from backfilling global secondary index: {self.name}"
                 if backfilling else f"global secondary index {self.name} is {status}")
 
-    def _pk_prefix(self, pk_value: Any) -> bytes:
+    def _pk_prefixes(self, pk_value: Any) -> tuple[bytes, bytes]:
+        """The full-key and stored-key prefixes of an index partition key."""
         spec = self.spec
         self._check_value(spec.hash_name, spec.hash_type, pk_value)
         if self.local:
-            return self.table.schema.partition_prefix(pk_value)
+            schema = self.table.schema
+            return (schema.partition_prefix(pk_value, full=True),
+                    schema.partition_prefix(pk_value))
         try:
-            return _keycodec.storage_key(True, pk_value, spec.hash_type, None, None)
+            return (_keycodec.storage_key(True, pk_value, spec.hash_type, None, None),
+                    _keycodec.storage_key(key_mode(True, spec.long_keys), pk_value,
+                                          spec.hash_type, None, None))
         except (ValueError, TypeError, OverflowError) as err:
             raise ValidationException(
                 f"One or more parameter values were invalid: key attribute "
                 f"{spec.hash_name}: {err}") from err
+
+    def _full_key_of_entry(self, entry: tuple[bytes, bytes]) -> bytes:
+        """An entry's full key (engine.longkeys), from the key attributes it holds."""
+        # (An entry's value is not bound to its key as a base item's is: decode it alone.)
+        full = self.spec.key(_itemcodec.decode_item(entry[1], self._key_names), full=True)
+        assert full is not None  # an entry holds its index key
+        return full
 
     def _check_value(self, name: str, key_type: str, value: Any) -> None:
         expected = {"S": (str,), "N": (int, Decimal), "B": (bytes, bytearray)}
@@ -197,8 +215,9 @@ class Index:
                 f"not match schema type (index {self.name}, key {name}: expected {key_type}, "
                 f"got {type(value).__name__})")
 
-    def _query_range(self, pk_value: Any, condition: tuple | None) -> tuple[bytes, bytes | None]:
-        prefix = self._pk_prefix(pk_value)
+    def _query_range(self, prefix: bytes, condition: tuple | None) -> tuple[bytes, bytes | None]:
+        """The full-key range of a query on the index partition key whose full-key prefix
+        is ``prefix``."""
         prefix_end = key_successor(prefix)
         if condition is None:
             return prefix, prefix_end
@@ -221,7 +240,13 @@ class Index:
                     f"{spec.range_name} of type N")
             start = prefix + _keycodec.encode_key_prefix(operands[0], spec.range_type)
             return start, _min_end(key_successor(start), prefix_end)
-        encoded = [prefix + _keycodec.encode_key(value, spec.range_type) for value in operands]
+        try:
+            encoded = [prefix + _keycodec.encode_key(value, spec.range_type, max_len=1024)
+                       for value in operands]
+        except (ValueError, TypeError, OverflowError) as err:
+            raise ValidationException(
+                f"One or more parameter values were invalid: key attribute "
+                f"{spec.range_name}: {err}") from err
         after = [_min_end(key_successor(key), prefix_end) for key in encoded]
         if op == "=":
             return encoded[0], after[0]
@@ -239,7 +264,7 @@ class Index:
         return encoded[0], after[1]
 
     def _after_start(self, lo: bytes, hi: bytes | None, start: dict | None,
-                     forward: bool) -> tuple[bytes, bytes | None]:
+                     forward: bool, full: bool = False) -> tuple[bytes, bytes | None]:
         if start is None:
             return lo, hi
         if not isinstance(start, dict) or set(start) != self._key_names:
@@ -247,7 +272,7 @@ class Index:
                 "The provided starting key is invalid: it must hold exactly the table's and "
                 f"the index's key attributes ({', '.join(sorted(self._key_names))})")
         try:
-            key = self.spec.key(start, strict=True)
+            key = self.spec.key(start, strict=True, full=full)
         except ValidationException as err:
             raise ValidationException(f"The provided starting key is invalid: {err}") from err
         if key is None:

@@ -118,7 +118,8 @@ def build_restored_indexes(table: Table, record: dict,
     hashed = record["partitioning"] == "hash"
     for data in (record.get("indexes") or {}).get("global", []):
         store = reset_store(data)
-        spec = IndexSpec(IndexDefinition.from_json(data), record["key_schema"], hashed)
+        spec = IndexSpec(IndexDefinition.from_json(data), record["key_schema"], hashed,
+                                 record.get("key_format", 1) == 2)
         for partition in table.partitions:
             backfill_partition(partition, spec, store, cancelled=lambda: False, pace_ratio=0)
 

@@ -184,8 +184,8 @@ def query(ctx: ServerContext, request: dict) -> dict:
         return _respond(table, page, select, capacity, consistent, index)
     if start_key is not None:
         lo, hi = table.schema.query_range(pk_value, sort_condition)
-        storage_key = table.schema.key_of(start_key)
-        if storage_key < lo or (hi is not None and storage_key >= hi):
+        full_key = table.schema.full_key(start_key)  # query_range is in full keys
+        if full_key < lo or (hi is not None and full_key >= hi):
             raise ValidationException(
                 "The provided starting key is outside query boundaries based on provided "
                 "conditions"
