@@ -99,14 +99,18 @@ def in_order(rows: Iterable[tuple], key_range: KeyRange, full_key_of: Callable[[
     exact = key_range.exact
     lo, hi = key_range.full_lo, key_range.full_hi
     run_prefix: bytes | None = None
-    run: list[tuple[bytes, tuple]] = []
+    run: list[tuple] = []
 
     def inside(full: bytes) -> bool:
         return full >= lo and (hi is None or full < hi)
 
     def flush() -> list[tuple]:
-        run.sort(key=lambda pair: pair[0], reverse=reverse)
-        rows_out = [row for full, row in run if not exact or inside(full)]
+        if len(run) == 1 and not exact:  # alone in its bucket: already in place
+            rows_out = run[:]
+        else:
+            keyed = sorted(((full_key_of(row), row) for row in run),
+                           key=lambda pair: pair[0], reverse=reverse)
+            rows_out = [row for full, row in keyed if not exact or inside(full)]
         run.clear()
         return rows_out
 
@@ -119,7 +123,7 @@ def in_order(rows: Iterable[tuple], key_range: KeyRange, full_key_of: Callable[[
                 if run:
                     yield from flush()
                 run_prefix = prefix
-            run.append((full_key_of(row), row))
+            run.append(row)
             continue
         if run:
             yield from flush()
