@@ -31,7 +31,7 @@ from ..expressions.projection import project
 from ..expressions.tuples import condition_from_tuples
 from ..itemsize import item_size
 from ..keys import key_mode
-from ..longkeys import in_order, key_range
+from ..longkeys import SORT_WINDOW, in_order, key_range
 from ..partition_map import key_successor
 from ..table import DEFAULT_PAGE_BYTES, Page, Table
 from .gsi_store import GsiStore, merged_range
@@ -94,15 +94,28 @@ class Index:
         if hi is not None and lo >= hi:
             return Page([], None, 0, 0)
         stored = key_range(lo, hi, full_prefix, prefix, self.spec.long_keys)
-        if self.local:
-            entries = self._lsi_entries(stored.lo, stored.hi, prefix, key_successor(prefix),
-                                        forward)
-        else:
-            entries = self.store.iter_range(stored.lo, stored.hi, reverse=not forward)
-        if stored.long_keys:
-            entries = in_order(entries, stored, self._full_key_of_entry, not forward)
-        return self._collect(entries, limit, projection_tree, filter_tree, max_page_bytes,
-                             measure, select_all)
+
+        def entries(resort: bool) -> Iterator[tuple[bytes, bytes]]:
+            if self.local:
+                rows = self._lsi_entries(stored.lo, stored.hi, prefix, key_successor(prefix),
+                                         forward)
+            else:
+                rows = self.store.iter_range(stored.lo, stored.hi, reverse=not forward)
+            if resort:
+                return in_order(rows, stored, self._full_key_of_entry, not forward)
+            return rows
+
+        # As Table._collect: re-sorting buckets (engine.longkeys) costs every row, so the
+        # page is read without it and read again with it if a row may be in a bucket.
+        watch = stored.long_keys and not stored.exact
+        page = self._collect(entries(stored.exact), limit, projection_tree, filter_tree,
+                             max_page_bytes, measure, select_all,
+                             stored.sort_from + SORT_WINDOW if watch else None)
+        if page is None:
+            page = self._collect(entries(True), limit, projection_tree, filter_tree,
+                                 max_page_bytes, measure, select_all)
+        assert page is not None
+        return page
 
     def scan_page(
         self,
@@ -138,8 +151,10 @@ class Index:
             entries = self._lsi_entries(lo, hi, lo, hi, True)
         else:
             entries = self.store.iter_range(lo, hi)
-        return self._collect(entries, limit, projection_tree, filter_tree, max_page_bytes,
-                             measure, select_all)
+        page = self._collect(entries, limit, projection_tree, filter_tree, max_page_bytes,
+                             measure, select_all)  # a scan keeps stored order: never None
+        assert page is not None
+        return page
 
     def query(self, pk_value: Any, sort_condition: tuple | None = None,
               **options: Any) -> tuple[list[dict], dict | None]:
@@ -304,7 +319,10 @@ class Index:
 
     def _collect(self, entries: Iterator[tuple[bytes, bytes]], limit: int | None,
                  projection: Projection | None, filter: Condition | None,
-                 max_page_bytes: int, measure: bool, select_all: bool) -> Page:
+                 max_page_bytes: int, measure: bool, select_all: bool,
+                 longest_plain: int | None = None) -> Page | None:
+        """One page from ``entries``; None as soon as an entry's key is longer than
+        ``longest_plain`` (it may be in a bucket: the caller reads again, re-sorting)."""
         fetch = self.local and self.spec.names is not None and (
             select_all or (projection is not None
                            and not _top_names(projection) <= self.spec.names))
@@ -313,7 +331,9 @@ class Index:
         scanned = page_bytes = size_bytes = 0
         key_names = self._key_names
         matches = compile_condition(filter) if filter is not None else None
-        for _, raw in entries:
+        for key, raw in entries:
+            if longest_plain is not None and len(key) > longest_plain:
+                return None
             item = decode(raw)
             scanned += 1
             page_bytes += len(raw)
