@@ -120,15 +120,21 @@ class KeySchema:
                 f"One or more parameter values were invalid: Type mismatch for key {name} "
                 f"expected: {key_type} actual: {_type_label(value)}"
             )
-        if key_type != "N":
-            size = len(value.encode("utf-8", "surrogatepass")) if key_type == "S" else len(value)
-            if size > max_bytes:  # DynamoDB's texts, "of2048" included
-                raise ValidationException(
-                    "One or more parameter values were invalid: Size of hashkey has exceeded "
-                    f"the maximum size limit of{max_bytes} bytes"
-                    if max_bytes == PARTITION_KEY_MAX_BYTES else
-                    "One or more parameter values were invalid: Aggregated size of all range "
-                    f"keys has exceeded the size limit of {max_bytes} bytes")
+
+    @staticmethod
+    def _check_size(key_type: str, value: Any, max_bytes: int) -> None:
+        """Raise DynamoDB's error if an S or B key value is over its limit. Called once the
+        codec (which enforces the same limits) refused a key, off the hot path."""
+        if key_type == "N" or not isinstance(value, (str, bytes, bytearray, memoryview)):
+            return
+        size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else len(value)
+        if size > max_bytes:  # DynamoDB's texts, "of2048" included
+            raise ValidationException(
+                "One or more parameter values were invalid: Size of hashkey has exceeded "
+                f"the maximum size limit of{max_bytes} bytes"
+                if max_bytes == PARTITION_KEY_MAX_BYTES else
+                "One or more parameter values were invalid: Aggregated size of all range "
+                f"keys has exceeded the size limit of {max_bytes} bytes")
 
     def storage_key(self, pk_value: Any, sk_value: Any = None, *, full: bool = False) -> bytes:
         """The storage key of one item (``full``: its full key), validating types,
@@ -142,6 +148,9 @@ class KeySchema:
                 sk_value, self.sort_type
             )
         except (ValueError, TypeError, OverflowError) as err:
+            self._check_size(self.partition_type, pk_value, PARTITION_KEY_MAX_BYTES)
+            if self.sort_name is not None:
+                self._check_size(self.sort_type, sk_value, SORT_KEY_MAX_BYTES)
             which = self.partition_name
             if self.sort_name is not None:
                 try:
@@ -232,6 +241,7 @@ class KeySchema:
             return _keycodec.storage_key(self.full_mode if full else self.key_mode, pk_value,
                                          self.partition_type, None, None)
         except (ValueError, TypeError, OverflowError) as err:
+            self._check_size(self.partition_type, pk_value, PARTITION_KEY_MAX_BYTES)
             raise ValidationException(
                 f"One or more parameter values were invalid: key attribute {self.partition_name}: {err}"
             ) from err
@@ -239,8 +249,9 @@ class KeySchema:
     def _sort_bytes(self, value: Any) -> bytes:
         self._encode_part(self.sort_name, self.sort_type, value, SORT_KEY_MAX_BYTES)
         try:
-            return _keycodec.encode_key(value, self.sort_type)
+            return _keycodec.encode_key(value, self.sort_type, max_len=SORT_KEY_MAX_BYTES)
         except (ValueError, TypeError, OverflowError) as err:
+            self._check_size(self.sort_type, value, SORT_KEY_MAX_BYTES)
             raise ValidationException(
                 f"One or more parameter values were invalid: key attribute {self.sort_name}: {err}"
             ) from err
@@ -270,7 +281,13 @@ class KeySchema:
                 raise ValidationException(
                     f"begins_with is not supported for sort key {self.sort_name} of type N"
                 )
-            start = prefix + _keycodec.encode_key_prefix(operands[0], self.sort_type)
+            try:  # a prefix longer than any sort key is valid and matches nothing
+                start = prefix + _keycodec.encode_key_prefix(operands[0], self.sort_type,
+                                                             max_len=1 << 20)
+            except (ValueError, TypeError) as err:
+                raise ValidationException(
+                    "One or more parameter values were invalid: key attribute "
+                    f"{self.sort_name}: {err}") from err
             return start, key_successor(start)
         encoded = [prefix + self._sort_bytes(value) for value in operands]
         if op == "=":
@@ -294,8 +311,12 @@ class KeySchema:
     def stored_range(self, pk_value: Any, lo: bytes, hi: bytes | None) -> KeyRange:
         """The stored-key range holding the full-key range ``[lo, hi)`` of one partition
         key (:func:`engine.longkeys.key_range`)."""
-        return key_range(lo, hi, self.partition_prefix(pk_value, full=True),
-                         self.partition_prefix(pk_value), self.long_keys)
+        if not self.long_keys:  # format 1: stored keys are full keys
+            return KeyRange(lo, hi, lo, hi, 0, False, False)
+        # pk_value was checked when the full-key range was built
+        full_prefix = _keycodec.storage_key(self.full_mode, pk_value, self.partition_type)
+        prefix = _keycodec.storage_key(self.key_mode, pk_value, self.partition_type)
+        return key_range(lo, hi, full_prefix, prefix, True)
 
 
 def key_mode(hashed: bool, long_keys: bool) -> int:

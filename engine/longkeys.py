@@ -24,8 +24,7 @@ promises no order across partition keys, and a scan pages in stored order.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _keycodec
 from .partition_map import key_successor
@@ -33,10 +32,10 @@ from .partition_map import key_successor
 SORT_WINDOW = _keycodec.SORT_WINDOW
 
 
-@dataclass(frozen=True)
-class KeyRange:
+class KeyRange(NamedTuple):
     """A query's range in stored keys (``lo``, ``hi``) and in full keys; ``sort_from`` is
-    where the sort component starts in a stored key (the stored prefix's length)."""
+    where the sort component starts in a stored key (the stored prefix's length);
+    ``exact``: the bounds were widened; ``long_keys``: the table has key format 2."""
 
     lo: bytes
     hi: bytes | None

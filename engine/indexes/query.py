@@ -253,7 +253,13 @@ class Index:
                 raise ValidationException(
                     f"Query key condition not supported: begins_with on sort key "
                     f"{spec.range_name} of type N")
-            start = prefix + _keycodec.encode_key_prefix(operands[0], spec.range_type)
+            try:  # a prefix longer than any sort key is valid and matches nothing
+                start = prefix + _keycodec.encode_key_prefix(operands[0], spec.range_type,
+                                                             max_len=1 << 20)
+            except (ValueError, TypeError) as err:
+                raise ValidationException(
+                    f"One or more parameter values were invalid: key attribute "
+                    f"{spec.range_name}: {err}") from err
             return start, _min_end(key_successor(start), prefix_end)
         try:
             encoded = [prefix + _keycodec.encode_key(value, spec.range_type, max_len=1024)
