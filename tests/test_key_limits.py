@@ -12,14 +12,17 @@ format 2 (``engine._keycodec``: compacted components; ``engine.longkeys``: Query
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from restore_helpers import backup_of
 
 from engine import Engine, ValidationException
 from engine import _keycodec as kc
+from engine.backup.manifest import manifest_key
 from engine.catalog import Catalog
 
 HASH = "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of2048 bytes"
@@ -292,3 +295,34 @@ def test_a_key_format_1_table_keeps_plain_keys_and_lmdbs_limit(tmp_path):
         assert table.get_item({"pk": "p" * 600, "sk": b"s"}) is None
         assert table.query(medium["pk"])[0] == [{**medium, "v": 1}]
         assert list(table.iter_items()) == [{**medium, "v": 1}]
+
+
+def test_a_backup_from_before_key_formats_restores_as_key_format_1(tmp_path):
+    """A backup whose manifest has no ``settings.key_format`` (written before key format
+    2) holds plain keys: the restored table must read them as such — a 400-byte partition
+    key that format 2 would compact is found — and keep LMDB's limit."""
+    data = tmp_path / "data"
+    key = {"pk": "p" * 400, "sk": b"s"}
+    with Engine.open(data, map_size_bytes=1 << 26) as engine:
+        engine.create_table("Old", partition_key=("pk", "S"), sort_key=("sk", "B"),
+                            partitions=2)
+    catalog = Catalog(data / "system")
+    record = catalog.get_table("Old")
+    del record["key_format"]
+    catalog.put_table(record)
+    catalog.close()
+    with Engine.open(data, map_size_bytes=1 << 26) as engine:
+        engine.table("Old").put_item({**key, "v": 1})
+        backup_id = backup_of(engine, "Old")
+        store = engine.backup_store
+        manifest_json = json.loads(store.get(manifest_key("", backup_id)))
+        assert manifest_json["settings"].pop("key_format") == 1
+        store.put(manifest_key("", backup_id), json.dumps(manifest_json).encode())
+        engine.restore_table(backup_id, "Back", partitions=3)
+        assert engine.wait_for_table("Back", timeout=60)["status"] == "ACTIVE"
+        restored = engine.table("Back")
+        assert not restored.schema.long_keys
+        assert restored.get_item(key) == {**key, "v": 1}
+        assert restored.query(key["pk"])[0] == [{**key, "v": 1}]
+        with pytest.raises(ValidationException, match="key format 1"):
+            restored.put_item({"pk": "p" * 600, "sk": b"s"})
