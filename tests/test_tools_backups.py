@@ -65,6 +65,7 @@ def test_ls_describe_and_filters(backed_up, capsys):
     assert code == 0 and described["item_count"] == 240 and len(described["partition_details"]) == 3
     code, out, _ = run(capsys, "describe", backup_id, "--store", store)
     assert code == 0 and "p0002" in out and "pk (S), sk (N)" in out
+    assert "key format 2" in out and described["settings"]["key_format"] == 2
     code, _, err = run(capsys, "describe", "01234567890123-deadbeef-local", "--store", store)
     assert code == 1 and "BackupNotFoundException" in err
 
