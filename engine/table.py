@@ -626,11 +626,12 @@ class Table:
         where: list = [None]
         rows: Iterator[tuple[bytes, bytes]] = chain.from_iterable(
             self._partition_ranges(key_range.lo, key_range.hi, forward, where))
-        # Only S and B sort keys can be long enough to share a bucket.
-        watch = ordered and key_range.long_keys and self.schema.sort_type in ("S", "B")
-        if watch and (resort or key_range.exact):
+        in_buckets = ordered and key_range.long_keys
+        if in_buckets and (resort or key_range.exact):
             rows = in_order(rows, key_range, self._full_key_of_row, not forward)
-            watch = False
+            in_buckets = False
+        # Only S and B sort keys can be long enough to share a bucket.
+        watch = in_buckets and self.schema.sort_type in ("S", "B")
         longest_plain = key_range.sort_from + SORT_WINDOW  # no bucket in a key this short
         # Decode only the projected top-level attributes unless the filter or the size
         # needs the whole item; nested projections are cut from what was decoded.
