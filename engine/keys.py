@@ -17,6 +17,7 @@ format 1 (created before) keep the plain layout and LMDB's limit.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -125,16 +126,9 @@ class KeySchema:
     def _check_size(key_type: str, value: Any, max_bytes: int) -> None:
         """Raise DynamoDB's error if an S or B key value is over its limit. Called once the
         codec (which enforces the same limits) refused a key, off the hot path."""
-        if key_type == "N" or not isinstance(value, (str, bytes, bytearray, memoryview)):
-            return
-        size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else len(value)
-        if size > max_bytes:  # DynamoDB's texts, "of2048" included
-            raise ValidationException(
-                "One or more parameter values were invalid: Size of hashkey has exceeded "
-                f"the maximum size limit of{max_bytes} bytes"
-                if max_bytes == PARTITION_KEY_MAX_BYTES else
-                "One or more parameter values were invalid: Aggregated size of all range "
-                f"keys has exceeded the size limit of {max_bytes} bytes")
+        message = oversize_message(key_type, value, max_bytes)
+        if message is not None:
+            raise ValidationException(message)
 
     def storage_key(self, pk_value: Any, sk_value: Any = None, *, full: bool = False) -> bytes:
         """The storage key of one item (``full``: its full key), validating types,
@@ -259,54 +253,9 @@ class KeySchema:
     def query_range(self, pk_value: Any, condition: tuple | None) -> tuple[bytes, bytes | None]:
         """The half-open full-key range ``[lo, hi)`` a query touches (stored keys:
         :meth:`stored_range`)."""
-        prefix = self.partition_prefix(pk_value, full=True)
-        prefix_end = key_successor(prefix)
-        if condition is None:
-            return prefix, prefix_end
-        if self.sort_name is None:
-            raise ValidationException(
-                "Query key condition not supported: the table has no sort key"
-            )
-        if not isinstance(condition, tuple) or not condition:
-            raise ValidationException(f"invalid sort key condition {condition!r}")
-        op, *operands = condition
-        arity = {"=": 1, "<": 1, "<=": 1, ">": 1, ">=": 1, "between": 2, "begins_with": 1}
-        if op not in arity or len(operands) != arity[op]:
-            raise ValidationException(
-                f"invalid sort key condition {condition!r}: use one of =, <, <=, >, >=, "
-                "('between', lo, hi) or ('begins_with', prefix)"
-            )
-        if op == "begins_with":
-            if self.sort_type == "N":
-                raise ValidationException(
-                    f"begins_with is not supported for sort key {self.sort_name} of type N"
-                )
-            try:  # a prefix longer than any sort key is valid and matches nothing
-                start = prefix + _keycodec.encode_key_prefix(operands[0], self.sort_type,
-                                                             max_len=1 << 20)
-            except (ValueError, TypeError) as err:
-                raise ValidationException(
-                    "One or more parameter values were invalid: key attribute "
-                    f"{self.sort_name}: {err}") from err
-            return start, key_successor(start)
-        encoded = [prefix + self._sort_bytes(value) for value in operands]
-        if op == "=":
-            return encoded[0], encoded[0] + b"\x00"
-        if op == "<":
-            return prefix, encoded[0]
-        if op == "<=":
-            return prefix, encoded[0] + b"\x00"
-        if op == ">":
-            return encoded[0] + b"\x00", prefix_end
-        if op == ">=":
-            return encoded[0], prefix_end
-        lo, hi = encoded
-        if lo > hi:
-            raise ValidationException(
-                "Invalid KeyConditionExpression: the BETWEEN bounds are in the wrong order"
-            )
-        return lo, hi + b"\x00"
-
+        return sort_condition_range(self.partition_prefix(pk_value, full=True), condition,
+                                    self.sort_name, self.sort_type, self._sort_bytes,
+                                    "the table")
 
     def stored_range(self, pk_value: Any, lo: bytes, hi: bytes | None) -> KeyRange:
         """The stored-key range holding the full-key range ``[lo, hi)`` of one partition
@@ -317,6 +266,84 @@ class KeySchema:
         full_prefix = _keycodec.storage_key(self.full_mode, pk_value, self.partition_type)
         prefix = _keycodec.storage_key(self.key_mode, pk_value, self.partition_type)
         return key_range(lo, hi, full_prefix, prefix, True)
+
+
+def oversize_message(key_type: str, value: Any, max_bytes: int) -> str | None:
+    """DynamoDB's error text if an S or B key value (of a table or an index) is longer than
+    ``max_bytes`` (2048 for a partition key, 1024 for a sort key), else None."""
+    if key_type == "N" or not isinstance(value, (str, bytes, bytearray, memoryview)):
+        return None
+    size = len(value.encode("utf-8", "surrogatepass")) if isinstance(value, str) else len(value)
+    if size <= max_bytes:
+        return None
+    if max_bytes == PARTITION_KEY_MAX_BYTES:  # DynamoDB's texts, "of2048" included
+        return ("One or more parameter values were invalid: Size of hashkey has exceeded "
+                f"the maximum size limit of{max_bytes} bytes")
+    return ("One or more parameter values were invalid: Aggregated size of all range keys "
+            f"has exceeded the size limit of {max_bytes} bytes")
+
+
+_SORT_ARITY = {"=": 1, "<": 1, "<=": 1, ">": 1, ">=": 1, "between": 2, "begins_with": 1}
+
+
+def sort_condition_range(prefix: bytes, condition: tuple | None, sort_name: str | None,
+                         sort_type: str | None, encode: Callable[[Any], bytes],
+                         owner: str) -> tuple[bytes, bytes | None]:
+    """The half-open full-key range of the keys starting with ``prefix`` (one partition
+    key's, of a table or an index) whose sort key meets ``condition``: ``("=", v)``,
+    ``("<", v)``, ``("<=", v)``, ``(">", v)``, ``(">=", v)``, ``("between", lo, hi)`` or
+    ``("begins_with", p)``. ``encode(v)`` checks and encodes one operand. Every bound is
+    an encoding or its successor, so it holds for keys that go on after the sort key
+    (index entries end with the base key); ``owner`` names the table or index in errors."""
+    prefix_end = key_successor(prefix)
+    if condition is None:
+        return prefix, prefix_end
+    if sort_name is None:
+        raise ValidationException(f"Query key condition not supported: {owner} has no sort key")
+    if (not isinstance(condition, tuple) or not condition or condition[0] not in _SORT_ARITY
+            or len(condition) - 1 != _SORT_ARITY[condition[0]]):
+        raise ValidationException(
+            f"invalid sort key condition {condition!r}: use one of =, <, <=, >, >=, "
+            "('between', lo, hi) or ('begins_with', prefix)")
+    op, *operands = condition
+    if op == "begins_with":
+        if sort_type == "N":
+            raise ValidationException(
+                f"Query key condition not supported: begins_with on sort key {sort_name} "
+                "of type N")
+        try:  # a prefix longer than any sort key is valid and matches nothing
+            start = prefix + _keycodec.encode_key_prefix(operands[0], sort_type,
+                                                         max_len=1 << 20)
+        except (ValueError, TypeError) as err:
+            raise ValidationException(
+                f"One or more parameter values were invalid: key attribute {sort_name}: "
+                f"{err}") from err
+        return start, _min_end(key_successor(start), prefix_end)
+    encoded = [prefix + encode(value) for value in operands]
+    after = [_min_end(key_successor(key), prefix_end) for key in encoded]
+    if op == "=":
+        return encoded[0], after[0]
+    if op == "<":
+        return prefix, encoded[0]
+    if op == "<=":
+        return prefix, after[0]
+    if op == ">":
+        return after[0] or prefix_end, prefix_end
+    if op == ">=":
+        return encoded[0], prefix_end
+    if encoded[0] > encoded[1]:
+        raise ValidationException(
+            "Invalid KeyConditionExpression: the BETWEEN bounds are in the wrong order")
+    return encoded[0], after[1]
+
+
+def _min_end(a: bytes | None, b: bytes | None) -> bytes | None:
+    """The lower of two exclusive upper bounds (None: unbounded)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
 
 
 def key_mode(hashed: bool, long_keys: bool) -> int:

@@ -50,7 +50,7 @@ from typing import Any
 
 from .. import _itemcodec, _keycodec
 from ..errors import ItemCollectionSizeLimitExceededException, ValidationException
-from ..keys import key_mode
+from ..keys import key_mode, oversize_message
 from .definitions import LOCAL, IndexDefinition
 
 INDEXES_META_KEY = b"indexes"
@@ -119,17 +119,11 @@ class IndexSpec:
                     f"{'string' if attr_type == 'S' else 'binary'} value. IndexName: "
                     f"{self.name}, IndexKey: {attr}")
             return False
-        if attr_type != "N":
-            size = len(value.encode("utf-8", "surrogatepass")) if attr_type == "S" else len(value)
-            if size > max_bytes:
-                if strict:  # DynamoDB's texts for any key attribute, "of2048" included
-                    raise ValidationException(
-                        "One or more parameter values were invalid: Size of hashkey has "
-                        f"exceeded the maximum size limit of{max_bytes} bytes"
-                        if max_bytes == 2048 else
-                        "One or more parameter values were invalid: Aggregated size of all "
-                        f"range keys has exceeded the size limit of {max_bytes} bytes")
-                return False
+        message = oversize_message(attr_type, value, max_bytes)
+        if message is not None:
+            if strict:
+                raise ValidationException(message)
+            return False
         return True
 
     def key(self, item: dict | None, strict: bool = False, full: bool = False) -> bytes | None:

@@ -30,14 +30,12 @@ from ..expressions.placeholders import Placeholders, bind
 from ..expressions.projection import project
 from ..expressions.tuples import condition_from_tuples
 from ..itemsize import item_size
-from ..keys import key_mode
+from ..keys import key_mode, sort_condition_range
 from ..longkeys import SORT_WINDOW, in_order, key_range
 from ..partition_map import key_successor
 from ..table import DEFAULT_PAGE_BYTES, Page, Table
 from .gsi_store import GsiStore, merged_range
 from .maintain import IndexSpec
-
-_ARITY = {"=": 1, "<": 1, "<=": 1, ">": 1, ">=": 1, "between": 2, "begins_with": 1}
 
 
 class Index:
@@ -233,56 +231,20 @@ class Index:
     def _query_range(self, prefix: bytes, condition: tuple | None) -> tuple[bytes, bytes | None]:
         """The full-key range of a query on the index partition key whose full-key prefix
         is ``prefix``."""
-        prefix_end = key_successor(prefix)
-        if condition is None:
-            return prefix, prefix_end
         spec = self.spec
-        if spec.range_name is None:
-            raise ValidationException(
-                f"Query key condition not supported: index {self.name} has no sort key")
-        if not isinstance(condition, tuple) or not condition or condition[0] not in _ARITY \
-                or len(condition) - 1 != _ARITY[condition[0]]:
-            raise ValidationException(
-                f"invalid sort key condition {condition!r}: use one of =, <, <=, >, >=, "
-                "('between', lo, hi) or ('begins_with', prefix)")
-        op, *operands = condition
-        for operand in operands:
-            self._check_value(spec.range_name, spec.range_type, operand)
-        if op == "begins_with":
-            if spec.range_type == "N":
-                raise ValidationException(
-                    f"Query key condition not supported: begins_with on sort key "
-                    f"{spec.range_name} of type N")
-            try:  # a prefix longer than any sort key is valid and matches nothing
-                start = prefix + _keycodec.encode_key_prefix(operands[0], spec.range_type,
-                                                             max_len=1 << 20)
-            except (ValueError, TypeError) as err:
-                raise ValidationException(
-                    f"One or more parameter values were invalid: key attribute "
-                    f"{spec.range_name}: {err}") from err
-            return start, _min_end(key_successor(start), prefix_end)
+        if isinstance(condition, tuple) and spec.range_name is not None:
+            for operand in condition[1:]:
+                self._check_value(spec.range_name, spec.range_type, operand)
+        return sort_condition_range(prefix, condition, spec.range_name, spec.range_type,
+                                    self._encode_sort_operand, f"index {self.name}")
+
+    def _encode_sort_operand(self, value: Any) -> bytes:
         try:
-            encoded = [prefix + _keycodec.encode_key(value, spec.range_type, max_len=1024)
-                       for value in operands]
+            return _keycodec.encode_key(value, self.spec.range_type, max_len=1024)
         except (ValueError, TypeError, OverflowError) as err:
             raise ValidationException(
                 f"One or more parameter values were invalid: key attribute "
-                f"{spec.range_name}: {err}") from err
-        after = [_min_end(key_successor(key), prefix_end) for key in encoded]
-        if op == "=":
-            return encoded[0], after[0]
-        if op == "<":
-            return prefix, encoded[0]
-        if op == "<=":
-            return prefix, after[0]
-        if op == ">":
-            return after[0] or prefix_end, prefix_end
-        if op == ">=":
-            return encoded[0], prefix_end
-        if encoded[0] > encoded[1]:
-            raise ValidationException(
-                "Invalid KeyConditionExpression: the BETWEEN bounds are in the wrong order")
-        return encoded[0], after[1]
+                f"{self.spec.range_name}: {err}") from err
 
     def _after_start(self, lo: bytes, hi: bytes | None, start: dict | None,
                      forward: bool, full: bool = False) -> tuple[bytes, bytes | None]:
@@ -355,14 +317,6 @@ class Index:
                 last = {name: item[name] for name in key_names if name in item}
                 return Page(items, last, scanned, size_bytes)
         return Page(items, None, scanned, size_bytes)
-
-
-def _min_end(a: bytes | None, b: bytes | None) -> bytes | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)
 
 
 def _hash_segment(segment: int, total_segments: int) -> tuple[bytes, bytes | None]:
